@@ -1,0 +1,374 @@
+"""One HTTP/1.x connection on the event loop: parsing, pipelining, keep-alive, flow control.
+
+Bytes from the transport go through the sans-IO :class:`~hornbeam.http1.parser.RequestParser`;
+each request becomes a :class:`RequestCycle` handed to the interface adapter (WSGI or ASGI)
+once the requests before it on this connection are answered. Adapters answer through
+:meth:`HttpConnection.write` / :meth:`HttpConnection.finish` on the loop thread (app threads
+reach them through the :class:`~hornbeam.io.channel.LoopChannel`).
+
+Rules kept here:
+- Requests on one connection are answered in order; at most ``MAX_PIPELINE`` wait, then the
+  socket is not read until they are answered.
+- A request body is buffered up to a high-water mark, then reading pauses (back-pressure).
+- A connection idle for ``keepalive`` seconds is closed; one that has sent part of a request
+  head by then gets ``408`` (slow clients, slowloris).
+- While the worker drains, every response says ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hornbeam.http1.events import Data, EndOfMessage, Request
+from hornbeam.http1.parser import ProtocolError, RequestParser
+from hornbeam.http1.writer import SERVER_HEADER, error_response
+from hornbeam.logs import error_log
+from hornbeam.wsgi.input import StreamingInput
+
+if TYPE_CHECKING:
+    from hornbeam.io.server import ServerContext
+
+MAX_PIPELINE = 16
+
+
+class RequestHandler(Protocol):
+    """What an interface adapter (WSGI, ASGI) offers the connection."""
+
+    #: True when the app must only run once the whole body is buffered (inline WSGI).
+    needs_complete_body: bool
+
+    def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
+        """Start answering ``cycle``; end with ``conn.finish`` or ``conn.abort``."""
+
+    def timed_out(self, conn: HttpConnection, cycle: RequestCycle) -> None:
+        """``request_timeout`` passed: stop the work if possible (the 504 is already sent)."""
+
+
+class RequestCycle:
+    """One request on one connection, from its head to the end of its response."""
+
+    __slots__ = (
+        "abandoned",
+        "body",
+        "complete",
+        "continue_sent",
+        "event",
+        "response_started",
+        "started",
+        "timer",
+    )
+
+    def __init__(self, event: Request, body: StreamingInput | None, started: float) -> None:
+        self.event = event
+        self.body = body
+        self.started = started
+        self.complete = body is None  # the whole request (body included) has been received
+        self.abandoned = False  # the server answered for the app (504) or the client left
+        self.response_started = False
+        self.continue_sent = not event.expect_continue
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class HttpConnection(asyncio.Protocol):
+    """The protocol object of one accepted connection."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.parser = RequestParser(ctx.limits)
+        self.transport: asyncio.Transport | None = None
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.cycle: RequestCycle | None = None  # the request being answered
+        self.receiving: RequestCycle | None = None  # the request whose body is arriving
+        self.pipeline: deque[RequestCycle] = deque()
+        self.idle_since = time.monotonic()
+        self.closed = False
+        self.requests_served = 0
+        self.adapter_cache: Any = None  # per-connection data of the adapter (WSGI environ base)
+        # Set while the transport accepts writes; app threads streaming a body wait on it.
+        self.writable = threading.Event()
+        self.writable.set()
+        self._drain_waiters: list[threading.Event] = []
+        self._eof = False
+        self._paused_for_body = False
+        self._paused_for_pipeline = False
+        self._reading_paused = False
+
+    # ---- asyncio.Protocol --------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        if isinstance(peer, tuple):
+            self.client = (str(peer[0]), int(peer[1]))
+        if isinstance(sock, tuple):
+            self.server = (str(sock[0]), int(sock[1]))
+        self.ctx.connection_opened(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.parser.feed(data)
+        except ProtocolError as exc:
+            self.reject(exc.status, exc.reason)
+            return
+        for event in events:
+            kind = type(event)
+            if kind is Data:
+                receiving = self.receiving
+                if receiving is not None and receiving.body is not None:
+                    receiving.body.feed(event.data)  # type: ignore[union-attr]
+            elif kind is Request:
+                self._on_request(event)  # type: ignore[arg-type]
+            elif kind is EndOfMessage:
+                self._on_end_of_message()
+
+    def eof_received(self) -> bool:
+        receiving = self.receiving
+        if receiving is not None and not receiving.complete:
+            return False  # the client gave up mid-request: connection_lost aborts the body
+        if self.cycle is not None or self.pipeline:
+            self._eof = True  # half-close: answer what was asked, then close
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for cycle in (self.cycle, self.receiving, *self.pipeline):
+            if cycle is not None:
+                self._drop(cycle)
+        self.pipeline.clear()
+        self.writable.set()
+        self._release_drain_waiters()
+        self.ctx.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self.writable.clear()
+
+    def resume_writing(self) -> None:
+        self.writable.set()
+        self._release_drain_waiters()
+
+    # ---- requests ----------------------------------------------------------------------------
+    def _on_request(self, event: Request) -> None:
+        ctx = self.ctx
+        body = None
+        if event.chunked or event.content_length:
+            body = StreamingInput(
+                pause=self._pause_for_body,
+                resume=self._resume_for_body_threadsafe,
+                read_timeout=ctx.body_timeout,
+                bounded=not ctx.handler.needs_complete_body,
+            )
+        cycle = RequestCycle(event, body, time.time())
+        if body is not None and not cycle.continue_sent:
+            body.set_first_read_hook(lambda: ctx.post(self.send_continue, cycle))
+        self.receiving = cycle
+        if self.cycle is None:
+            self._start(cycle)
+        else:
+            self.pipeline.append(cycle)
+            if len(self.pipeline) >= MAX_PIPELINE:
+                self._paused_for_pipeline = True
+                self._update_reading()
+
+    def _on_end_of_message(self) -> None:
+        cycle = self.receiving
+        if cycle is None:
+            return
+        cycle.complete = True
+        if cycle.body is not None:
+            cycle.body.finish()
+        if cycle is self.cycle and self.ctx.handler.needs_complete_body:
+            self._dispatch(cycle)
+
+    def _start(self, cycle: RequestCycle) -> None:
+        self.cycle = cycle
+        ctx = self.ctx
+        if ctx.health_target is not None and ctx.is_health_check(cycle.event.target):
+            self._answer_health(cycle)
+            return
+        if ctx.handler.needs_complete_body:
+            if not cycle.continue_sent:
+                self.send_continue(cycle)
+            if not cycle.complete:
+                return  # _on_end_of_message dispatches it
+        self._dispatch(cycle)
+
+    def _dispatch(self, cycle: RequestCycle) -> None:
+        ctx = self.ctx
+        if ctx.request_timeout > 0:
+            cycle.timer = ctx.loop.call_later(ctx.request_timeout, self._request_timed_out, cycle)
+        ctx.handler.handle(self, cycle)
+
+    def _answer_health(self, cycle: RequestCycle) -> None:
+        status, body = (503, b"draining\n") if self.ctx.draining else (200, b"ok\n")
+        head = b"HTTP/%s %d %s\r\n" % (
+            cycle.event.http_version.encode(),
+            status,
+            b"OK" if status == 200 else b"Service Unavailable",
+        )
+        keep_alive = cycle.event.keep_alive and not self.ctx.draining
+        response = b"".join(
+            (
+                head,
+                SERVER_HEADER,
+                self.ctx.date.line,
+                b"Content-Type: text/plain\r\nContent-Length: %d\r\n" % len(body),
+                b"" if keep_alive else b"Connection: close\r\n",
+                b"\r\n",
+                b"" if cycle.event.method == b"HEAD" else body,
+            )
+        )
+        self.write(cycle, response)
+        self.finish(cycle, keep_alive, counted=False)
+
+    def _request_timed_out(self, cycle: RequestCycle) -> None:
+        if cycle is not self.cycle or self.closed:
+            return
+        cycle.abandoned = True
+        error_log.warning(
+            "request timeout: %s %s took longer than %gs; answered 504",
+            cycle.event.method.decode("latin-1"),
+            cycle.event.target.decode("latin-1"),
+            self.ctx.request_timeout,
+        )
+        if not cycle.response_started and self.transport is not None:
+            self.transport.write(error_response(504, "request timed out", self.ctx.date))
+        self.close()
+        self.ctx.handler.timed_out(self, cycle)
+
+    # ---- answers (loop thread) ---------------------------------------------------------------
+    def send_continue(self, cycle: RequestCycle) -> None:
+        if not cycle.continue_sent and not cycle.response_started and self.transport is not None:
+            cycle.continue_sent = True
+            if not self.closed:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def write(self, cycle: RequestCycle, data: bytes) -> None:
+        if cycle is self.cycle and not cycle.abandoned and not self.closed and data:
+            cycle.response_started = True
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def finish(self, cycle: RequestCycle, keep_alive: bool, counted: bool = True) -> None:
+        """The response to ``cycle`` is complete; go on with the next request or close."""
+        if cycle is not self.cycle:
+            return
+        if cycle.timer is not None:
+            cycle.timer.cancel()
+        self.cycle = None
+        self.requests_served += 1
+        if counted:
+            self.ctx.request_done()
+        if self.closed:
+            return
+        if not keep_alive or self.ctx.draining or not cycle.complete or cycle.abandoned:
+            self.close()
+            return
+        if self.pipeline:
+            if self._paused_for_pipeline and len(self.pipeline) < MAX_PIPELINE:
+                self._paused_for_pipeline = False
+                self._update_reading()
+            self._start(self.pipeline.popleft())
+        elif self._eof:
+            self.close()
+        else:
+            self.idle_since = time.monotonic()
+
+    def write_and_finish(self, cycle: RequestCycle, data: bytes, keep_alive: bool) -> None:
+        self.write(cycle, data)
+        self.finish(cycle, keep_alive)
+
+    def abort(self, cycle: RequestCycle) -> None:
+        """Close at once: the response cannot be completed (the client sees it cut short)."""
+        if cycle is self.cycle:
+            self.finish(cycle, keep_alive=False)
+        self.close(abort=True)
+
+    def wait_drained(self, cycle: RequestCycle, event: threading.Event) -> None:
+        """Set ``event`` once the transport takes writes again (app threads throttle on it)."""
+        if self.closed or self.writable.is_set() or cycle is not self.cycle:
+            event.set()
+        else:
+            self._drain_waiters.append(event)
+
+    def wait_flushed(self, cycle: RequestCycle, event: threading.Event) -> None:
+        """Set ``event`` once every byte written so far has left the transport's buffer."""
+        transport = self.transport
+        if (
+            self.closed
+            or cycle is not self.cycle
+            or transport is None
+            or transport.get_write_buffer_size() == 0
+        ):
+            event.set()
+        else:  # rare (sendfile after a large head): poll briefly rather than add a hook
+            self.ctx.loop.call_later(0.001, self.wait_flushed, cycle, event)
+
+    def reject(self, status: int, reason: str) -> None:
+        """Answer a protocol error with a short text/plain response and close."""
+        if self.transport is None or self.closed:
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(error_response(status, reason, self.ctx.date))
+        error_log.debug("rejected request from %s: %d %s", self.client, status, reason)
+        self.close()
+
+    def close(self, abort: bool = False) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    # ---- housekeeping ------------------------------------------------------------------------
+    def check_idle(self, now: float, keepalive: float) -> None:
+        """Close a connection that has been waiting for a request head too long."""
+        if self.cycle is not None or self.pipeline or self.closed:
+            return
+        if now - self.idle_since >= keepalive:
+            if self.parser.in_message:
+                self.reject(408, "request head not received in time")
+            else:
+                self.close()
+
+    def close_if_idle(self) -> None:
+        if self.cycle is None and not self.pipeline and not self.parser.in_message:
+            self.close()
+
+    def _drop(self, cycle: RequestCycle) -> None:
+        cycle.abandoned = True
+        if cycle.timer is not None:
+            cycle.timer.cancel()
+        if cycle.body is not None:
+            cycle.body.abort("client disconnected")
+
+    def _release_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for event in waiters:
+            event.set()
+
+    def _pause_for_body(self) -> None:
+        self._paused_for_body = True
+        self._update_reading()
+
+    def _resume_for_body(self) -> None:
+        self._paused_for_body = False
+        self._update_reading()
+
+    def _resume_for_body_threadsafe(self) -> None:
+        self.ctx.post(self._resume_for_body)
+
+    def _update_reading(self) -> None:
+        want_paused = self._paused_for_body or self._paused_for_pipeline
+        if want_paused == self._reading_paused or self.transport is None or self.closed:
+            return
+        self._reading_paused = want_paused
+        if want_paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()

@@ -1,0 +1,1 @@
+"""Worker processes: boot after fork, heartbeat, recycling, graceful stop."""

@@ -1,0 +1,237 @@
+"""A worker process: everything that happens between ``fork()`` and ``_exit()``.
+
+Boot: reset the arbiter's signal handling, load the app (unless preloaded), attach the shared
+state, run ``post_fork``, start a uvloop event loop serving the inherited sockets, and tell
+the arbiter ``booted``. Then heart-beat from the loop (a loop blocked by the app stops the
+beat and gets the worker killed, as does a pool whose every thread is stuck), recycle itself
+after ``max_requests`` or past ``max_worker_memory``, and drain gracefully on SIGTERM.
+
+The control pipe to the arbiter carries one-byte messages (see :mod:`hornbeam.worker.control`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import os
+import random
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from hornbeam.config import Settings
+from hornbeam.errors import EXIT_APP_LOAD, EXIT_OK, EXIT_WORKER_BOOT, AppLoadError
+from hornbeam.forwarded import ProxyTrust
+from hornbeam.http1.parser import Limits
+from hornbeam.io.channel import LoopChannel
+from hornbeam.io.server import ServerContext
+from hornbeam.loader import detect_interface, load_app
+from hornbeam.logs import AccessLog, configure, error_log
+from hornbeam.worker import control
+from hornbeam.wsgi.handler import WsgiHandler
+
+if TYPE_CHECKING:
+    from hornbeam.state.runtime import StateRuntime
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+_MEMORY_CHECK_EVERY = 2.0
+
+
+def resident_memory() -> int:
+    """This process's RSS in bytes."""
+    with open("/proc/self/statm", "rb") as statm:
+        return int(statm.read().split()[1]) * _PAGE_SIZE
+
+
+class Worker:
+    """One worker process (the object lives in the child after fork)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        slot: int,
+        sockets: list[socket.socket],
+        control_fd: int,
+        app: Callable[..., Any] | None,
+        state: StateRuntime | None,
+        server: object,
+    ) -> None:
+        self.settings = settings
+        self.slot = slot
+        self.pid = os.getpid()
+        self.sockets = sockets
+        self.app = app
+        self.state = state
+        self.server = server  # the arbiter, passed to gunicorn-style hooks
+        self._control = control.Sender(control_fd)
+        self._retiring = False
+        self._stop: asyncio.Future[bool] | None = None
+        self._requests = 0
+        jitter = settings.max_requests_jitter
+        self._max_requests = settings.max_requests + (random.randint(0, jitter) if jitter else 0)
+        self._ctx: ServerContext | None = None
+        self._handler: WsgiHandler | None = None
+        self._next_memory_check = 0.0
+
+    # ---- boot --------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until told to stop; returns the process exit code."""
+        self._reset_signals()
+        faulthandler.enable()  # SIGABRT from the arbiter dumps every thread's stack first
+        try:
+            app = self.app if self.app is not None else load_app(self.settings.app)
+        except AppLoadError as exc:
+            return self._boot_failed(EXIT_APP_LOAD, str(exc))
+        except BaseException as exc:
+            error_log.error("Exception while loading the application\n%s", traceback.format_exc())
+            message = f"app: importing {self.settings.app!r} raised {type(exc).__name__}: {exc}"
+            return self._boot_failed(EXIT_APP_LOAD, message)
+        if detect_interface(app, self.settings.interface) != "wsgi":
+            return self._boot_failed(
+                EXIT_APP_LOAD,
+                f"app: {self.settings.app!r} is an ASGI app; this version serves WSGI apps only",
+            )
+        try:
+            if self.state is not None:
+                self.state.worker_attach()
+            if self.settings.post_fork is not None:
+                self.settings.post_fork(self.server, self)
+        except Exception as exc:
+            error_log.error("Worker failed to boot\n%s", traceback.format_exc())
+            return self._boot_failed(EXIT_WORKER_BOOT, f"worker boot: {type(exc).__name__}: {exc}")
+        loop = _new_event_loop()
+        try:
+            loop.run_until_complete(self._serve(loop, app))
+        finally:
+            loop.close()
+        self._exit_hook()
+        return EXIT_OK
+
+    def _boot_failed(self, code: int, message: str) -> int:
+        error_log.error("%s", message)
+        self._control.send_error(message)
+        return code
+
+    def _reset_signals(self) -> None:
+        signal.set_wakeup_fd(-1)  # the arbiter's wake-up pipe is not ours
+        for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
+            signal.signal(sig, signal.SIG_IGN)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
+            signal.signal(sig, signal.SIG_DFL)
+
+    # ---- serving -----------------------------------------------------------------------------
+    async def _serve(self, loop: asyncio.AbstractEventLoop, app: Callable[..., Any]) -> None:
+        settings = self.settings
+        channel = LoopChannel(loop)
+        ctx = ServerContext(
+            loop=loop,
+            limits=Limits(
+                request_line=settings.limit_request_line,
+                fields=settings.limit_request_fields,
+                field_size=settings.limit_request_field_size,
+                body=settings.limit_request_body,
+            ),
+            keepalive=settings.keepalive,
+            request_timeout=settings.request_timeout,
+            body_timeout=settings.timeout or 30.0,
+            health_path=settings.health_path,
+            post=channel.post,
+            on_request_done=self._request_done,
+        )
+        handler = WsgiHandler(
+            app,
+            threads=settings.threads,
+            post=channel.post,
+            access_log=AccessLog(settings.access_log_format),
+            trust=ProxyTrust(settings.forwarded_allow_ips),
+            on_stuck_request=self.retire,
+        )
+        ctx.handler = handler
+        self._ctx, self._handler = ctx, handler
+        self._stop = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, self.retire, "SIGTERM", False)
+        loop.add_signal_handler(signal.SIGINT, self._stop_now)
+        loop.add_signal_handler(signal.SIGQUIT, self._stop_now)
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        await ctx.listen(self.sockets, settings.backlog)
+        error_log.info("Booting worker with pid: %d", self.pid)
+        self._control.send(control.BOOTED)
+        self._tick()
+        graceful = await self._stop
+        if graceful:
+            finished = await ctx.drain(settings.graceful_timeout)
+            if not finished:
+                error_log.warning("graceful timeout: closing connections with requests in flight")
+        else:
+            ctx.stop_accepting()
+            for conn in list(ctx.connections):
+                conn.close(abort=True)
+        error_log.info(
+            "Worker exiting (pid: %d): served %d requests on %d connections",
+            self.pid,
+            self._requests,
+            ctx.connections_accepted,
+        )
+
+    def _tick(self) -> None:
+        ctx, handler = self._ctx, self._handler
+        assert ctx is not None and handler is not None
+        ctx.tick()
+        now = time.monotonic()
+        timeout = self.settings.timeout
+        if not timeout or handler.stalled_for(now) < timeout:
+            self._control.send(control.HEARTBEAT)
+        if self.settings.max_worker_memory and now >= self._next_memory_check:
+            self._next_memory_check = now + _MEMORY_CHECK_EVERY
+            rss = resident_memory()
+            if rss > self.settings.max_worker_memory:
+                self.retire(f"memory {rss} bytes is over max_worker_memory")
+        interval = min(1.0, timeout / 4) if timeout else 1.0
+        ctx.loop.call_later(interval, self._tick)
+
+    def _request_done(self) -> None:
+        self._requests += 1
+        if self._max_requests and self._requests >= self._max_requests:
+            self.retire(f"served max_requests ({self._max_requests})")
+
+    def retire(self, reason: str, announce: bool = True) -> None:
+        """Stop accepting, finish what is in flight, exit. The arbiter starts a replacement."""
+        if self._retiring:
+            return
+        self._retiring = True
+        error_log.info("Worker %d retiring: %s", self.pid, reason)
+        if announce:
+            self._control.send(control.RETIRING)
+        if self._ctx is not None:
+            self._ctx.draining = True
+            self._ctx.stop_accepting()
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(True)
+
+    def _stop_now(self) -> None:
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(False)
+
+    def _reopen_logs(self) -> None:
+        s = self.settings
+        configure(s.error_log, s.log_level, s.access_log)
+
+    def _exit_hook(self) -> None:
+        if self.settings.worker_exit is not None:
+            try:
+                self.settings.worker_exit(self.server, self)
+            except Exception:
+                error_log.exception("worker_exit hook raised")
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
+        return asyncio.new_event_loop()
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop

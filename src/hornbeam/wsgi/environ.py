@@ -1,0 +1,109 @@
+"""Building the PEP 3333 ``environ`` of a request.
+
+Most keys never change: they sit in a base dict built once per worker, extended once per
+connection (addresses), and copied per request, which then only adds what the request says.
+Header names are turned into ``HTTP_*`` keys through a bounded cache. Headers whose name holds
+an underscore are dropped: ``X_Forwarded_For`` and ``X-Forwarded-For`` would otherwise land on
+the same key, a known way to spoof headers behind proxies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from hornbeam import __version__
+from hornbeam.forwarded import ProxyTrust
+from hornbeam.http1.events import Request
+from hornbeam.logs import ErrorStream
+from hornbeam.wsgi.file_wrapper import FileWrapper
+
+# Header name (as sent) -> environ key, or "" for a header that must be dropped.
+_KEY_CACHE: dict[bytes, str] = {}
+_KEY_CACHE_LIMIT = 2048
+_SPECIAL_KEYS = {"CONTENT_TYPE": "CONTENT_TYPE", "CONTENT_LENGTH": "CONTENT_LENGTH"}
+
+
+def _environ_key(name: bytes) -> str:
+    key = _KEY_CACHE.get(name)
+    if key is None:
+        text = name.decode("latin-1")
+        if "_" in text:
+            key = ""
+        else:
+            upper = text.upper().replace("-", "_")
+            key = _SPECIAL_KEYS.get(upper) or "HTTP_" + upper
+        if len(_KEY_CACHE) < _KEY_CACHE_LIMIT:
+            _KEY_CACHE[name] = key
+    return key
+
+
+def base_environ(multithread: bool) -> dict[str, Any]:
+    """The keys every request of this worker shares."""
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": ErrorStream(),
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+        "wsgi.input_terminated": True,
+        "wsgi.file_wrapper": FileWrapper,
+        "SERVER_SOFTWARE": f"hornbeam/{__version__}",
+        "SCRIPT_NAME": "",
+    }
+
+
+def connection_environ(
+    base: dict[str, Any], client: tuple[str, int] | None, server: tuple[str, int] | None
+) -> dict[str, Any]:
+    environ = base.copy()
+    if server is not None:
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = server[0], str(server[1])
+    else:  # unix socket or inherited fd without an address
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = "localhost", "0"
+    if client is not None:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = client[0], str(client[1])
+    else:
+        environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = "", "0"
+    return environ
+
+
+def split_target(target: bytes) -> tuple[str, str]:
+    """``(PATH_INFO, QUERY_STRING)`` of a request-target, the path percent-decoded."""
+    path, _, query = target.partition(b"?")
+    if path[:1] != b"/" and path != b"*":
+        # absolute-form (RFC 9112 section 3.2.2): keep only the path
+        scheme_end = path.find(b"://")
+        if scheme_end != -1:
+            slash = path.find(b"/", scheme_end + 3)
+            path = path[slash:] if slash != -1 else b"/"
+    if b"%" in path:
+        path = unquote_to_bytes(path)
+    return path.decode("latin-1"), query.decode("latin-1")
+
+
+def request_environ(
+    conn_environ: dict[str, Any], request: Request, body: Any, trust: ProxyTrust
+) -> dict[str, Any]:
+    environ = conn_environ.copy()
+    path, query = split_target(request.target)
+    environ["REQUEST_METHOD"] = request.method.decode("latin-1")
+    environ["PATH_INFO"] = path
+    environ["QUERY_STRING"] = query
+    environ["RAW_URI"] = request.target.decode("latin-1")
+    environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
+    environ["wsgi.input"] = body
+    for name, value in request.headers:
+        key = _environ_key(name)
+        if not key:
+            continue
+        text = value.decode("latin-1")
+        if key in environ and key.startswith("HTTP_"):
+            separator = "; " if key == "HTTP_COOKIE" else ","
+            environ[key] = environ[key] + separator + text
+        else:
+            environ[key] = text
+    if trust.enabled and trust.trusts(environ["REMOTE_ADDR"]):
+        trust.apply_to_environ(environ)
+    return environ

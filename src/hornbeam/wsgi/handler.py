@@ -1,0 +1,177 @@
+"""The WSGI adapter: runs the app for each request on a pool of app threads (or inline).
+
+Thread mode (default): the loop hands each request to :class:`AppThreadPool`; a thread builds
+the environ, calls the app, and posts the framed bytes back through the loop channel, so one
+slow request never delays the others of its worker. Inline mode (``threads = 0``) calls the
+app on the loop thread itself, once the whole body is in: fastest, for apps that never block.
+"""
+
+from __future__ import annotations
+
+import io
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hornbeam.forwarded import ProxyTrust
+from hornbeam.http1.writer import HeaderChecker, error_response
+from hornbeam.io.channel import run_inline
+from hornbeam.io.connection import HttpConnection, RequestCycle
+from hornbeam.logs import AccessLog, AccessRecord, error_log
+from hornbeam.wsgi.environ import base_environ, connection_environ, request_environ
+from hornbeam.wsgi.input import ClientDisconnected
+from hornbeam.wsgi.response import ResponseAborted, WsgiResponse
+
+WsgiApp = Callable[..., Any]
+
+
+class AppThreadPool:
+    """Up to ``size`` daemon threads fed by one queue, started only when work waits."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        self._threads: list[threading.Thread] = []
+        # busy_since[i] is when thread i took its current item (0.0 while idle); each slot
+        # is written by its own thread only, so no lock is needed.
+        self._busy_since: list[float] = []
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._queue.put((fn, args))
+        if len(self._threads) < self._size and (not self._threads or self._queue.qsize() > 1):
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        index = len(self._threads)
+        self._busy_since.append(0.0)
+        thread = threading.Thread(
+            target=self._serve, args=(index,), name=f"hornbeam-app-{index}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _serve(self, index: int) -> None:
+        get = self._queue.get
+        busy = self._busy_since
+        while True:
+            fn, args = get()
+            busy[index] = time.monotonic()
+            try:
+                fn(*args)
+            except BaseException:  # a thread must survive anything an app does
+                error_log.exception("unexpected error in an app thread")
+            busy[index] = 0.0
+
+    def stalled_for(self, now: float) -> float:
+        """How long every thread has been stuck, or 0 when any thread is free."""
+        if len(self._threads) < self._size:
+            return 0.0
+        busy = self._busy_since
+        if not busy or 0.0 in busy:
+            return 0.0
+        return now - max(busy)
+
+
+class WsgiHandler:
+    """Implements :class:`~hornbeam.io.connection.RequestHandler` for a WSGI app."""
+
+    def __init__(
+        self,
+        app: WsgiApp,
+        threads: int,
+        post: Callable[..., None],
+        access_log: AccessLog,
+        trust: ProxyTrust,
+        on_stuck_request: Callable[[str], None],
+    ) -> None:
+        self.app = app
+        self.pool = AppThreadPool(threads) if threads > 0 else None
+        self.needs_complete_body = self.pool is None
+        self._post = post if self.pool is not None else run_inline
+        self._access_log = access_log
+        self._trust = trust
+        self._checker = HeaderChecker()
+        self._base = base_environ(multithread=self.pool is not None)
+        self._on_stuck_request = on_stuck_request
+
+    def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
+        if self.pool is not None:
+            self.pool.submit(self._run, conn, cycle)
+        else:
+            self._run(conn, cycle)
+
+    def timed_out(self, conn: HttpConnection, cycle: RequestCycle) -> None:
+        if self.pool is not None:
+            # A thread cannot be interrupted: let this worker retire once the others finish.
+            self._on_stuck_request("an app thread is stuck past request_timeout")
+
+    def _run(self, conn: HttpConnection, cycle: RequestCycle) -> None:
+        post = self._post
+        environ_base = conn.adapter_cache
+        if environ_base is None:
+            environ_base = conn.adapter_cache = connection_environ(
+                self._base, conn.client, conn.server
+            )
+        body = cycle.body
+        if body is None:
+            stream: Any = io.BytesIO()
+        elif body.complete:
+            stream = io.BytesIO(body.take_all_buffered())
+        else:
+            stream = body
+        environ = request_environ(environ_base, cycle.event, stream, self._trust)
+        response = WsgiResponse(conn, cycle, post, self._checker)
+        result: Any = None
+        try:
+            result = self.app(environ, response.start_response)
+            response.send_iterable(result)
+        except (ResponseAborted, ClientDisconnected) as exc:
+            error_log.debug("response to %s abandoned: %s", conn.client, exc)
+            post(conn.abort, cycle)
+        except Exception:
+            error_log.exception(
+                "Error handling request %s %s",
+                cycle.event.method.decode("latin-1"),
+                cycle.event.target.decode("latin-1"),
+            )
+            if response.head_sent:
+                post(conn.abort, cycle)
+            else:
+                response.status_code = 500
+                data = error_response(500, "the application raised an error", conn.ctx.date)
+                post(conn.write_and_finish, cycle, data, False)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    error_log.exception("error in the close() of the app's response iterable")
+        if self._access_log.enabled:
+            self._log_access(cycle, response, environ)
+
+    def _log_access(self, cycle: RequestCycle, response: WsgiResponse, environ: Any) -> None:
+        event = cycle.event
+        self._access_log.write(
+            AccessRecord(
+                remote_addr=environ.get("REMOTE_ADDR", "-"),
+                method=event.method.decode("latin-1"),
+                target=event.target.decode("latin-1"),
+                http_version=event.http_version,
+                status=response.status_code,
+                body_bytes=response.body_sent,
+                request_headers={
+                    k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers
+                },
+                response_headers=response.header_map,
+                started=cycle.started,
+                duration=time.time() - cycle.started,
+            )
+        )
+
+    def stalled_for(self, now: float) -> float:
+        return self.pool.stalled_for(now) if self.pool is not None else 0.0
