@@ -21,7 +21,7 @@ import asyncio
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from hornbeam.http1.events import Data, EndOfMessage, Request
 from hornbeam.http1.parser import ProtocolError, RequestParser
@@ -100,8 +100,8 @@ class HttpConnection(asyncio.Protocol):
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         if isinstance(peer, tuple):

@@ -231,7 +231,17 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
-        return asyncio.new_event_loop()
+        loop = asyncio.new_event_loop()
+        loop.set_exception_handler(_log_loop_exception)
+        return loop
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
+    loop.set_exception_handler(_log_loop_exception)
     return loop
+
+
+def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    exc = context.get("exception")
+    error_log.error(
+        "event loop: %s", context.get("message", "unhandled error"), exc_info=exc
+    )
