@@ -1,0 +1,301 @@
+"""The shared state store of one machine: an LMDB environment on tmpfs.
+
+One environment (a directory holding data.mdb and lock.mdb) is shared by the arbiter and
+every worker. Reads are lock-free MVCC snapshots of a memory map, each call one
+transaction; writers are serialised by LMDB's robust mutex, so a writer killed in the
+middle of a transaction loses that transaction and nothing else.
+
+Environments never cross a fork. LMDB's locks are fcntl() locks, owned by a (process,
+file) pair and not inherited by a child, and its reader slots are tagged with the pid of
+the process that opened the environment. A child that used an inherited environment
+would read with the parent's reader slot and without any lock of its own: when the
+parent reuses its slot or exits, the child's snapshot is unprotected. Closing the
+inherited environment in the child is no better: it clears the slots tagged with the
+parent's pid (breaking the parent's readers) and closing a descriptor of lock.mdb drops
+every fcntl lock the child holds on that file. py-lmdb also refuses to open an
+environment that is already open in the process, and an inherited one stays open there.
+So every `LmdbStore` closes its environment before a fork (see `records`: with its lock
+held, no transaction is running) and opens it again on first use afterwards, in whichever
+process that is: the parent reopens its own, a child opens a fresh one with its own
+locks and slots. The arbiter therefore holds no environment while it forks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Generic, cast
+
+import lmdb
+
+from hornbeam.state.api import SharedBackend, StateError, StateFullError, StoreLimits
+from hornbeam.state.codec import RECORD_HEADER
+from hornbeam.state.records import Body, Clock, P, RecordStore, RecordTxn, T
+
+RUN_DIR_PARENT = "/dev/shm"
+RUN_DIR_PREFIX = "hornbeam-state-"
+MAX_READERS = 1024  # reader slots: one per process at a time, workers + hook workers + children
+SWEEP_BATCH = 50_000  # records one sweep looks at, so a sweep costs the arbiter milliseconds
+DELETE_CHUNK = 1_000  # expired keys deleted per write transaction, to keep writers waiting briefly
+# Deleting needs fresh pages too (LMDB copies on write), so a store full at max_size could
+# not even delete. Calls that only remove data may grow the map this much past max_size.
+REMOVAL_HEADROOM = 8  # max_size // 8
+
+_read_expiry = RECORD_HEADER.unpack_from
+
+
+class _Removal(Generic[P, T]):
+    """A transaction body that only removes data (so it may use the headroom)."""
+
+    def __init__(self, body: Body[P, T]) -> None:
+        self._body = body
+
+    def __call__(self, txn: RecordTxn, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._body(txn, *args, **kwargs)
+
+
+class LmdbStore(RecordStore):
+    """A `StateStore` on the LMDB environment in directory `path`, for this process.
+
+    The environment is opened on first use (or by `open()`), closed before a fork and
+    opened again by whichever process uses the handle next.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        limits: StoreLimits | None = None,
+        clock: Clock = time.time,
+        sweep_batch: int = SWEEP_BATCH,
+    ) -> None:
+        super().__init__(clock)
+        self.path = path
+        self._limits = limits or StoreLimits()
+        self._sweep_batch = sweep_batch
+        self._sweep_resume: bytes | None = None
+        self._env: lmdb.Environment | None = None
+
+    def open(self) -> LmdbStore:
+        """Open the environment now, so that a bad path fails here rather than later."""
+        with self._lock:
+            self._environment()
+        return self
+
+    def _environment(self) -> lmdb.Environment:
+        """The environment of this process, opened if needed (call with the lock held)."""
+        env = self._env
+        if env is None:
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
+            try:
+                # sync/metasync off: on tmpfs an fsync only costs time, and every process
+                # sees each commit through the shared page cache anyway (a persistent
+                # state_path on a disk is flushed by close(); a power cut can lose the
+                # writes since the last flush, a process crash loses none). writemap off,
+                # though it makes a write ~2 µs cheaper here: through a writable map, a
+                # full tmpfs turns a write into SIGBUS (a dead worker) and a stray write
+                # corrupts the store; with it off the map is read-only and a full
+                # filesystem is an ordinary error.
+                env = lmdb.open(
+                    self.path,
+                    map_size=self._limits.map_size,
+                    subdir=True,
+                    create=False,
+                    mode=0o600,
+                    sync=False,
+                    metasync=False,
+                    writemap=False,
+                    max_readers=MAX_READERS,
+                    max_spare_txns=1,
+                )
+            except lmdb.Error as exc:
+                raise StateError(
+                    f"cannot open the state store in {self.path}: {exc}; check that the "
+                    "directory is writable by this user and not used by another server"
+                ) from exc
+            self._env = env
+        return env
+
+    def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            env = self._env
+            if env is None:
+                env = self._environment()
+            try:
+                txn = env.begin()
+            except lmdb.MapResizedError:
+                txn = self._adopt_map_size(env).begin()
+            try:
+                return body(txn, *args, **kwargs)
+            finally:
+                txn.abort()
+
+    def _write(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            env = self._env
+            if env is None:
+                env = self._environment()
+            # Retried only after the map grew, which `_grow` stops at a ceiling.
+            while True:
+                try:
+                    txn = env.begin(write=True)
+                except lmdb.MapResizedError:
+                    txn = self._adopt_map_size(env).begin(write=True)
+                try:
+                    result = body(txn, *args, **kwargs)
+                    txn.commit()
+                    return result
+                except lmdb.MapFullError:
+                    txn.abort()
+                    self._grow(env, isinstance(body, _Removal))
+                except lmdb.DiskError as exc:
+                    txn.abort()
+                    raise StateFullError(
+                        f"the filesystem holding the state store ({self.path}) is full: {exc}. "
+                        "Free space there, delete keys, or give shorter ttls"
+                    ) from exc
+                except BaseException:
+                    txn.abort()
+                    raise
+
+    def _remove(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._write(_Removal(body), *args, **kwargs)
+
+    @staticmethod
+    def _adopt_map_size(env: lmdb.Environment) -> lmdb.Environment:
+        """Take the map size another process grew the store to (no transaction may be open)."""
+        env.set_mapsize(0)
+        return env
+
+    def _grow(self, env: lmdb.Environment, removing: bool) -> None:
+        """Double the map, up to max_size (a little more for a call that only removes)."""
+        max_size = self._limits.max_size
+        ceiling = max_size + max_size // REMOVAL_HEADROOM if removing else max_size
+        size = env.info()["map_size"]
+        if size >= ceiling:
+            raise StateFullError(
+                f"the state store in {self.path} is full: it reached its max_size of "
+                f"{max_size} bytes and the call changed nothing. Delete keys, give shorter "
+                "ttls, or raise max_size"
+            )
+        env.set_mapsize(min(size * 2, ceiling))
+        if env.info()["map_size"] <= size:
+            raise StateError(f"the state store in {self.path} could not grow past {size} bytes")
+
+    def _scan(self, txn: RecordTxn, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        cursor = cast("lmdb.Transaction[bytes]", txn).cursor()
+        found = cursor.set_range(prefix) if prefix else cursor.first()
+        if not found:
+            return
+        for key, record in cursor.iternext():
+            if not key.startswith(prefix):
+                return
+            yield key, record
+
+    def _release_for_fork(self) -> None:
+        if self._env is not None:
+            self._env.close()
+            self._env = None
+
+    def reader_check(self) -> int:
+        """Free the reader slots of dead processes; return how many were freed."""
+        with self._lock:
+            return self._environment().reader_check()
+
+    def sweep_expired(self) -> int:
+        """Delete expired keys among the next `sweep_batch` records (resuming where the
+        previous sweep stopped); return how many were deleted."""
+        expired = self._read(self._find_expired_in)
+        removed = 0
+        for start in range(0, len(expired), DELETE_CHUNK):
+            removed += self._remove(self._delete_expired_in, expired[start : start + DELETE_CHUNK])
+        return removed
+
+    def _find_expired_in(self, txn: RecordTxn) -> list[bytes]:
+        cursor = cast("lmdb.Transaction[bytes]", txn).cursor()
+        resume, self._sweep_resume = self._sweep_resume, None
+        found = cursor.set_range(resume) if resume else cursor.first()
+        expired: list[bytes] = []
+        if not found:
+            return expired
+        now = self._clock()
+        for seen, (key, record) in enumerate(cursor.iternext()):
+            if seen == self._sweep_batch:
+                self._sweep_resume = key
+                break
+            if 0 < _read_expiry(record)[0] <= now:
+                expired.append(key)
+        return expired
+
+    def _delete_expired_in(self, txn: RecordTxn, candidates: list[bytes]) -> int:
+        """Delete the candidates still expired (one may have been set again meanwhile)."""
+        now = self._clock()
+        removed = 0
+        for stored_key in candidates:
+            record = txn.get(stored_key)
+            if record is not None and 0 < _read_expiry(record)[0] <= now:
+                txn.delete(stored_key)
+                removed += 1
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            if self._env is not None:
+                self._env.sync(True)  # matters only for a persistent store on a disk
+                self._env.close()
+                self._env = None
+
+
+def make_run_dir() -> str:
+    """A new private (0700) directory for a store: on tmpfs when the machine has one."""
+    parent = RUN_DIR_PARENT if os.path.isdir(RUN_DIR_PARENT) else tempfile.gettempdir()
+    return tempfile.mkdtemp(prefix=RUN_DIR_PREFIX, dir=parent)
+
+
+class LmdbSharedState(SharedBackend):
+    """The LMDB store of one server: its directory, and the arbiter's handle on it.
+
+    Without `state_path` the store lives in a fresh private directory on tmpfs that
+    `close()` deletes; with it, the data stays in that directory for the next start.
+    """
+
+    def __init__(self, state_path: str | None, limits: StoreLimits) -> None:
+        self.persistent = state_path is not None
+        if state_path is None:
+            self.location = make_run_dir()
+        else:
+            self.location = os.path.abspath(state_path)
+            try:
+                os.makedirs(self.location, mode=0o700, exist_ok=True)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot create the state directory {self.location}: {exc.strerror}; "
+                    "choose a state_path this user can write to"
+                ) from exc
+        self._limits = limits
+        try:
+            self._arbiter_store = LmdbStore(self.location, limits=limits).open()
+        except BaseException:
+            self._remove_run_dir()
+            raise
+
+    @property
+    def arbiter_store(self) -> LmdbStore:
+        return self._arbiter_store
+
+    def open_store(self) -> LmdbStore:
+        return LmdbStore(self.location, limits=self._limits).open()
+
+    def check_readers(self) -> int:
+        return self._arbiter_store.reader_check()
+
+    def close(self) -> None:
+        self._arbiter_store.close()
+        self._remove_run_dir()
+
+    def _remove_run_dir(self) -> None:
+        if not self.persistent:
+            shutil.rmtree(self.location, ignore_errors=True)

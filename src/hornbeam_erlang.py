@@ -1,0 +1,54 @@
+"""Hornbeam's Python API under its original module name, so Hornbeam apps run unchanged.
+
+Shared state (SPEC section 4): every call acts on the process default state handle; see
+`hornbeam.state`. The functions are the very objects of `hornbeam.state`, so importing
+them from here adds nothing to a call.
+"""
+
+from hornbeam.state import (
+    decr,
+    delete,
+    get,
+    incr,
+    set,
+    state_add,
+    state_clear,
+    state_compare_and_set,
+    state_decr,
+    state_delete,
+    state_delete_if,
+    state_get,
+    state_get_multi,
+    state_incr,
+    state_incr_float,
+    state_keys,
+    state_set,
+    state_set_multi,
+    state_size,
+    state_touch,
+    state_ttl,
+)
+
+__all__ = [
+    "decr",
+    "delete",
+    "get",
+    "incr",
+    "set",
+    "state_add",
+    "state_clear",
+    "state_compare_and_set",
+    "state_decr",
+    "state_delete",
+    "state_delete_if",
+    "state_get",
+    "state_get_multi",
+    "state_incr",
+    "state_incr_float",
+    "state_keys",
+    "state_set",
+    "state_set_multi",
+    "state_size",
+    "state_touch",
+    "state_ttl",
+]
