@@ -137,6 +137,7 @@ class Arbiter:
         from hornbeam.state.runtime import StateRuntime
 
         self.state = StateRuntime.create(self.settings.state_backend, self.settings.state_path)
+        error_log.info("Shared state: %s in %s", self.settings.state_backend, self.state.run_dir)
 
     def _main_loop(self) -> None:
         while True:
