@@ -141,8 +141,8 @@ class WsgiHandler:
             if response.head_sent:
                 post(conn.abort, cycle)
             else:
-                response.status_code = 500
                 data = error_response(500, "the application raised an error", conn.ctx.date)
+                response.replaced_by_server_error(data)
                 post(conn.write_and_finish, cycle, data, False)
         finally:
             close = getattr(result, "close", None)

@@ -112,6 +112,12 @@ class WsgiResponse:
             raise TypeError(f"WSGI body chunks must be bytes, not {type(data).__name__}")
         self._send(self._frame(bytes(data)), final=False)
 
+    def replaced_by_server_error(self, response: bytes) -> None:
+        """The server answers 500 instead of the app: log what was really sent."""
+        self.status_code = 500
+        self.header_map = {"content-type": "text/plain; charset=utf-8"}
+        self.body_sent = len(response) - response.index(b"\r\n\r\n") - 4
+
     # ---- framing -----------------------------------------------------------------------------
     def _build_head(self, known_length: int | None) -> bytes:
         assert self.status is not None
