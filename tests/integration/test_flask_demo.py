@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.harness import ROOT, Server, running
+from harness import ROOT, Server, running
 
 DEMO = ROOT / "examples" / "flask_demo"
 

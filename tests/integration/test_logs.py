@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.harness import running, wait_for
+from harness import running, wait_for
 
 # gunicorn's default: %(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"
 _DEFAULT_LINE = re.compile(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.integration.harness import ROOT, wait_for
+from harness import ROOT, wait_for
 
 README = ROOT / "README.md"
 _BLOCK = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import lmdb
 
-from tests.integration.harness import Server, running, wait_for
+from harness import Server, running, wait_for
 
 _RUN_DIR = re.compile(r"Shared state: local in (\S+)")
 
