@@ -21,13 +21,13 @@ import asyncio
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from hornbeam.http1.events import Data, EndOfMessage, Request
+from hornbeam.http1.events import Data, EndOfMessage, Event, Request
 from hornbeam.http1.parser import ProtocolError, RequestParser
 from hornbeam.http1.writer import SERVER_HEADER, error_response
 from hornbeam.logs import error_log
-from hornbeam.wsgi.input import StreamingInput
 
 if TYPE_CHECKING:
     from hornbeam.io.server import ServerContext
@@ -35,11 +35,29 @@ if TYPE_CHECKING:
 MAX_PIPELINE = 16
 
 
+class RequestBody(Protocol):
+    """Where the connection puts a request body as it arrives (the adapter reads it)."""
+
+    @property
+    def complete(self) -> bool: ...
+
+    def feed(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self, reason: str) -> None: ...
+
+    def set_first_read_hook(self, hook: Callable[[], None]) -> None: ...
+
+
 class RequestHandler(Protocol):
     """What an interface adapter (WSGI, ASGI) offers the connection."""
 
     #: True when the app must only run once the whole body is buffered (inline WSGI).
     needs_complete_body: bool
+
+    def new_body(self, conn: HttpConnection) -> RequestBody:
+        """A body buffer for a request that has one; it pauses ``conn`` when too full."""
 
     def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
         """Start answering ``cycle``; end with ``conn.finish`` or ``conn.abort``."""
@@ -62,7 +80,7 @@ class RequestCycle:
         "timer",
     )
 
-    def __init__(self, event: Request, body: StreamingInput | None, started: float) -> None:
+    def __init__(self, event: Request, body: RequestBody | None, started: float) -> None:
         self.event = event
         self.body = body
         self.started = started
@@ -96,7 +114,9 @@ class HttpConnection(asyncio.Protocol):
         self._eof = False
         self._paused_for_body = False
         self._paused_for_pipeline = False
+        self._paused_for_refusal = False
         self._reading_paused = False
+        self._refusal: tuple[int, str] | None = None  # a protocol error to answer in turn
 
     # ---- asyncio.Protocol --------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,8 +134,17 @@ class HttpConnection(asyncio.Protocol):
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
-            self.reject(exc.status, exc.reason)
+            # Requests completed before the bad bytes are answered first, in order.
+            self._handle_events(exc.events)
+            self._refusal = (exc.status, exc.reason)
+            self._paused_for_refusal = True
+            self._update_reading()
+            if self.cycle is None and not self.pipeline:
+                self.reject(exc.status, exc.reason)
             return
+        self._handle_events(events)
+
+    def _handle_events(self, events: list[Event]) -> None:
         for event in events:
             kind = type(event)
             if kind is Data:
@@ -156,14 +185,7 @@ class HttpConnection(asyncio.Protocol):
     # ---- requests ----------------------------------------------------------------------------
     def _on_request(self, event: Request) -> None:
         ctx = self.ctx
-        body = None
-        if event.chunked or event.content_length:
-            body = StreamingInput(
-                pause=self._pause_for_body,
-                resume=self._resume_for_body_threadsafe,
-                read_timeout=ctx.body_timeout,
-                bounded=not ctx.handler.needs_complete_body,
-            )
+        body = ctx.handler.new_body(self) if event.chunked or event.content_length else None
         cycle = RequestCycle(event, body, time.time())
         if body is not None and not cycle.continue_sent:
             body.set_first_read_hook(lambda: ctx.post(self.send_continue, cycle))
@@ -274,6 +296,8 @@ class HttpConnection(asyncio.Protocol):
                 self._paused_for_pipeline = False
                 self._update_reading()
             self._start(self.pipeline.popleft())
+        elif self._refusal is not None:
+            self.reject(*self._refusal)
         elif self._eof:
             self.close()
         else:
@@ -352,19 +376,19 @@ class HttpConnection(asyncio.Protocol):
         for event in waiters:
             event.set()
 
-    def _pause_for_body(self) -> None:
+    def pause_for_body(self) -> None:
         self._paused_for_body = True
         self._update_reading()
 
-    def _resume_for_body(self) -> None:
+    def resume_for_body(self) -> None:
         self._paused_for_body = False
         self._update_reading()
 
-    def _resume_for_body_threadsafe(self) -> None:
-        self.ctx.post(self._resume_for_body)
+    def resume_for_body_threadsafe(self) -> None:
+        self.ctx.post(self.resume_for_body)
 
     def _update_reading(self) -> None:
-        want_paused = self._paused_for_body or self._paused_for_pipeline
+        want_paused = self._paused_for_body or self._paused_for_pipeline or self._paused_for_refusal
         if want_paused == self._reading_paused or self.transport is None or self.closed:
             return
         self._reading_paused = want_paused

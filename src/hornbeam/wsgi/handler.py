@@ -21,14 +21,19 @@ from hornbeam.io.channel import run_inline
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, AccessRecord, error_log
 from hornbeam.wsgi.environ import base_environ, connection_environ, request_environ
-from hornbeam.wsgi.input import ClientDisconnected
+from hornbeam.wsgi.input import ClientDisconnected, StreamingInput
 from hornbeam.wsgi.response import ResponseAborted, WsgiResponse
 
 WsgiApp = Callable[..., Any]
 
 
 class AppThreadPool:
-    """Up to ``size`` daemon threads fed by one queue, started only when work waits."""
+    """Up to ``size`` daemon threads fed by one queue, started only when no thread is free.
+
+    Every queued item is matched, under a lock, with exactly one thread: a free one, a new
+    one, or (pool full) the next thread to finish, which then skips going idle. So work
+    never waits behind a slow item while the pool could still grow.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -36,14 +41,22 @@ class AppThreadPool:
             queue.SimpleQueue()
         )
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._idle = 0  # threads free and not yet promised to a queued item
+        self._backlog = 0  # queued items no thread is promised to yet
         # busy_since[i] is when thread i took its current item (0.0 while idle); each slot
         # is written by its own thread only, so no lock is needed.
         self._busy_since: list[float] = []
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1
+            elif len(self._threads) < self._size:
+                self._start_thread()
+            else:
+                self._backlog += 1
         self._queue.put((fn, args))
-        if len(self._threads) < self._size and (not self._threads or self._queue.qsize() > 1):
-            self._start_thread()
 
     def _start_thread(self) -> None:
         index = len(self._threads)
@@ -57,6 +70,7 @@ class AppThreadPool:
     def _serve(self, index: int) -> None:
         get = self._queue.get
         busy = self._busy_since
+        lock = self._lock
         while True:
             fn, args = get()
             busy[index] = time.monotonic()
@@ -65,6 +79,11 @@ class AppThreadPool:
             except BaseException:  # a thread must survive anything an app does
                 error_log.exception("unexpected error in an app thread")
             busy[index] = 0.0
+            with lock:
+                if self._backlog:
+                    self._backlog -= 1  # take the oldest unpromised item next
+                else:
+                    self._idle += 1
 
     def stalled_for(self, now: float) -> float:
         """How long every thread has been stuck, or 0 when any thread is free."""
@@ -98,6 +117,15 @@ class WsgiHandler:
         self._base = base_environ(multithread=self.pool is not None)
         self._on_stuck_request = on_stuck_request
 
+    def new_body(self, conn: HttpConnection) -> StreamingInput:
+        return StreamingInput(
+            pause=conn.pause_for_body,
+            resume=conn.resume_for_body_threadsafe,
+            read_timeout=conn.ctx.body_timeout,
+            # inline mode reads nothing until the whole body is in: nothing would drain it
+            bounded=self.pool is not None,
+        )
+
     def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
         if self.pool is not None:
             self.pool.submit(self._run, conn, cycle)
@@ -120,6 +148,7 @@ class WsgiHandler:
         if body is None:
             stream: Any = io.BytesIO()
         elif body.complete:
+            assert isinstance(body, StreamingInput)
             stream = io.BytesIO(body.take_all_buffered())
         else:
             stream = body
