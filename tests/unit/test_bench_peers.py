@@ -1,0 +1,253 @@
+"""The pure parts of bench/peers.py: wrk output parsing, the run matrix, ratios, the tables.
+
+No server is started and wrk is never run here; the benchmark itself runs by hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_peers() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_peers", ROOT / "bench" / "peers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+peers = _load_peers()
+
+WRK_KEEP_ALIVE = """\
+Running 3s test @ http://127.0.0.1:41234/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.21ms  412.33us   9.87ms   91.20%
+    Req/Sec    39.12k     1.02k   40.11k    80.00%
+  Latency Distribution
+     50%    1.15ms
+     75%    1.30ms
+     90%    1.52ms
+     99%    2.77ms
+  117936 requests in 3.01s, 14.52MB read
+Requests/sec:  39181.40
+Transfer/sec:      4.82MB
+"""
+
+WRK_WITH_ERRORS = """\
+Running 3s test @ http://127.0.0.1:41234/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    10.02ms   30.10ms 1.20s    98.00%
+    Req/Sec     4.10k   300.00     4.50k    70.00%
+  Latency Distribution
+     50%  812.00us
+     75%    1.90ms
+     90%    5.00ms
+     99%    1.05s
+  12400 requests in 3.00s, 1.50MB read
+  Socket errors: connect 0, read 7, write 2, timeout 1
+  Non-2xx or 3xx responses: 5
+Requests/sec:   4133.33
+Transfer/sec:    512.00KB
+"""
+
+
+def test_parse_wrk_reads_throughput_and_percentiles_in_ms() -> None:
+    result = peers.parse_wrk(WRK_KEEP_ALIVE)
+    assert result.requests == 117936
+    assert result.requests_per_second == pytest.approx(39181.40)
+    assert result.p50_ms == pytest.approx(1.15)
+    assert result.p99_ms == pytest.approx(2.77)
+    assert result.errors == 0
+
+
+def test_parse_wrk_converts_units_and_counts_every_error() -> None:
+    result = peers.parse_wrk(WRK_WITH_ERRORS)
+    assert result.p50_ms == pytest.approx(0.812)
+    assert result.p99_ms == pytest.approx(1050.0)
+    assert result.errors == 7 + 2 + 1 + 5
+
+
+def test_parse_wrk_without_latency_distribution_is_an_error() -> None:
+    without_percentiles = "\n".join(
+        line for line in WRK_KEEP_ALIVE.splitlines() if "%" not in line or "Stdev" in line
+    )
+    with pytest.raises(peers.BenchError, match="50%"):
+        peers.parse_wrk(without_percentiles)
+
+
+def test_wrk_command_keep_alive_and_close() -> None:
+    url = "http://127.0.0.1:8000/"
+    keep_alive = peers.wrk_command(url, "keep-alive", 3)
+    close = peers.wrk_command(url, "close", 3)
+    assert keep_alive == ["wrk", "-t1", "-c50", "-d3s", "--latency", "--timeout", "5s", url]
+    assert close[-3:] == ["-H", "Connection: close", url]
+    assert "Connection: close" not in keep_alive
+
+
+def test_quick_selects_wsgi_hello_on_two_workers_against_gunicorn() -> None:
+    args = peers.parse_args(["--quick"])
+    runs = peers.plan_runs(args.cases, args.servers, args.workers)
+    assert [(r.case.name, r.server.name, r.workers) for r in runs] == [
+        ("wsgi-hello", "hornbeam", 2),
+        ("wsgi-hello", "gunicorn-gthread", 2),
+        ("wsgi-hello", "gunicorn-sync", 2),
+    ]
+    assert (args.modes, args.duration) == (["keep-alive"], 3)
+
+
+def test_explicit_options_win_over_quick() -> None:
+    args = peers.parse_args(["--quick", "--workers", "1", "--duration", "1"])
+    assert (args.workers, args.duration, args.cases) == ([1], 1, ["wsgi-hello"])
+
+
+def test_full_matrix_pairs_each_case_with_the_servers_of_its_interface() -> None:
+    args = peers.parse_args([])
+    runs = peers.plan_runs(args.cases, args.servers, args.workers)
+    by_case: dict[str, set[str]] = {}
+    for run in runs:
+        by_case.setdefault(run.case.name, set()).add(run.server.name)
+    wsgi = {"hornbeam", "gunicorn-sync", "gunicorn-gthread", "granian"}
+    asgi = {"hornbeam", "uvicorn", "granian", "hypercorn"}
+    assert by_case == {
+        "wsgi-hello": wsgi,
+        "asgi-hello": asgi,
+        "wsgi-64k": wsgi,
+        "flask-demo": wsgi,
+        "wsgi-block-5ms": wsgi,
+        "fastapi-json": asgi,
+    }
+    assert {run.workers for run in runs} == {1, 2}
+    assert args.modes == ["keep-alive", "close"]
+    # the full matrix must fit its budget of 8 minutes
+    assert peers.estimated_seconds(runs, args.modes, args.duration) < 8 * 60
+
+
+def test_unknown_names_and_empty_selections_are_refused() -> None:
+    with pytest.raises(peers.BenchError, match="unknown server nginx"):
+        peers.plan_runs(["wsgi-hello"], ["nginx"], [1])
+    with pytest.raises(peers.BenchError, match="unknown case"):
+        peers.plan_runs(["wsgi-hell"], ["hornbeam"], [1])
+    with pytest.raises(peers.BenchError, match="speaks the interface"):
+        peers.plan_runs(["asgi-hello"], ["gunicorn-sync"], [1])
+
+
+@pytest.mark.parametrize("bad", [["--workers", "0"], ["--workers", "two"], ["--modes", "h2"]])
+def test_bad_command_lines_exit_with_usage(
+    bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        peers.parse_args(bad)
+    assert exit_info.value.code == 2
+    assert bad[0] in capsys.readouterr().err
+
+
+def test_every_server_binds_loopback_only() -> None:
+    case = peers.CASES["wsgi-hello"]
+    for server in peers.SERVERS.values():
+        argv = " ".join(server.argv(case, 2, 8123))
+        assert "127.0.0.1" in argv and "0.0.0.0" not in argv, server.name
+        assert "wsgi_apps:hello" in argv and "2" in argv.split(), server.name
+
+
+def test_only_peers_get_the_dict_state_stand_in() -> None:
+    flask = peers.CASES["flask-demo"]
+    hornbeam_env = peers.server_env(peers.Run(flask, peers.SERVERS["hornbeam"], 1))
+    gunicorn_env = peers.server_env(peers.Run(flask, peers.SERVERS["gunicorn-sync"], 1))
+    hello_env = peers.server_env(peers.Run(peers.CASES["wsgi-hello"], peers.SERVERS["granian"], 1))
+    assert "dict_state" not in hornbeam_env["PYTHONPATH"]
+    assert gunicorn_env["PYTHONPATH"].split(":")[0] == "bench/apps/dict_state"
+    assert "examples/flask_demo" in gunicorn_env["PYTHONPATH"]
+    assert "dict_state" not in hello_env["PYTHONPATH"]
+
+
+def test_hornbeam_refusing_an_asgi_app_is_skipped_other_exits_fail() -> None:
+    asgi_run = peers.Run(peers.CASES["asgi-hello"], peers.SERVERS["hornbeam"], 1)
+    refused = peers.ServerExited(4, "app: 'asgi_apps:hello' is an ASGI app; this version ...")
+    crashed = peers.ServerExited(1, "Traceback ...")
+    assert peers._classify(asgi_run, refused)[0] == "skipped"
+    assert "not supported yet" in peers._classify(asgi_run, refused)[1]
+    assert peers._classify(asgi_run, crashed)[0] == "failed"
+    uvicorn_run = peers.Run(peers.CASES["asgi-hello"], peers.SERVERS["uvicorn"], 1)
+    assert peers._classify(uvicorn_run, refused)[0] == "failed"
+
+
+def _measured(server: str, rps: float, mode: str = "keep-alive") -> Any:
+    wrk = peers.WrkResult(int(rps * 3), rps, 1.0, 2.0, 0)
+    return peers.Measurement("wsgi-hello", server, 2, mode, wrk=wrk, cpu_us=20.0, rss_mb=30.0)
+
+
+def test_ratios_compare_hornbeam_with_each_peer_in_the_same_group() -> None:
+    results = [
+        _measured("hornbeam", 30000),
+        _measured("gunicorn-gthread", 10000),
+        _measured("gunicorn-sync", 20000),
+        _measured("gunicorn-sync", 5000, mode="close"),  # no hornbeam in this group
+    ]
+    ratios = peers.hornbeam_ratios(results)
+    assert ratios == {
+        ("wsgi-hello", 2, "keep-alive", "hornbeam", "gunicorn-gthread"): pytest.approx(3.0),
+        ("wsgi-hello", 2, "keep-alive", "hornbeam", "gunicorn-sync"): pytest.approx(1.5),
+    }
+    ratio_lines = peers.ratio_table(results).splitlines()
+    assert (
+        ratio_lines[0]
+        == "| case | workers | mode | hornbeam | ÷ gunicorn-gthread | ÷ gunicorn-sync |"
+    )
+    assert ratio_lines[2] == "| wsgi-hello | 2 | keep-alive | hornbeam | 3.00x | 1.50x |"
+
+
+def test_results_table_shows_figures_ratio_and_why_a_row_has_none() -> None:
+    skipped = peers.Measurement(
+        "asgi-hello",
+        "hornbeam",
+        1,
+        "keep-alive",
+        status="skipped",
+        note="ASGI not supported yet by hornbeam",
+    )
+    table = peers.results_table(
+        [_measured("hornbeam", 30000), _measured("gunicorn-sync", 20000), skipped]
+    )
+    rows = table.splitlines()
+    assert len(rows) == 5
+    assert rows[3].startswith("| wsgi-hello | 2 | keep-alive | gunicorn-sync | 20,000 | 1.00 |")
+    assert "| 1.50x |" in rows[3]
+    assert rows[4].endswith("| skipped: ASGI not supported yet by hornbeam |")
+    assert rows[4].count("—") == 7
+
+
+def _process(pid: int, ppid: int, cpu_ticks: int, cmdline: str = "python -m server") -> Any:
+    return peers.ProcessInfo(pid, ppid, start=pid * 10, cpu_ticks=cpu_ticks, cmdline=cmdline)
+
+
+def test_cpu_per_request_sums_the_tree_and_counts_new_processes_from_zero() -> None:
+    before = [_process(100, 1, 50), _process(101, 100, 1000)]
+    after = [_process(100, 1, 60), _process(101, 100, 1290), _process(102, 100, 50)]
+    # (10 + 290 + 50) ticks at 100 per second = 3.5 s over 35,000 requests = 100 µs each
+    assert peers.cpu_us_per_request(before, after, 35000, 100) == pytest.approx(100.0)
+
+
+def test_workers_are_the_children_minus_the_resource_tracker_or_the_root_alone() -> None:
+    tracker = "python -c from multiprocessing.resource_tracker import main;main(6)"
+    tree = [_process(100, 1, 0), _process(101, 100, 0, tracker), _process(102, 100, 0)]
+    assert [p.pid for p in peers.worker_processes(tree)] == [102]
+    assert [p.pid for p in peers.worker_processes(tree[:1])] == [100]
+
+
+def test_cpu_busy_fraction_from_two_proc_stat_lines() -> None:
+    # user nice system idle iowait irq softirq steal
+    before = [100, 0, 100, 700, 100, 0, 0, 0]
+    after = [160, 0, 140, 780, 120, 0, 0, 0]
+    assert peers.cpu_busy_fraction(before, after) == pytest.approx(0.5)
+    assert peers.cpu_busy_fraction(before, before) == 0.0
