@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
+from hornbeam.http1.events import Request
+
 error_log = logging.getLogger("hornbeam.error")
 access_logger = logging.getLogger("hornbeam.access")
 
@@ -97,6 +99,33 @@ class AccessLog:
 
     def write(self, record: AccessRecord) -> None:
         access_logger.info(self._format, _Atoms(record))
+
+    def response(
+        self,
+        request: Request,
+        started: float,
+        remote_addr: str,
+        status: int,
+        body_bytes: int,
+        response_headers: Mapping[str, str],
+    ) -> None:
+        """Log one finished response to ``request`` (received at ``started``, time.time())."""
+        self.write(
+            AccessRecord(
+                remote_addr=remote_addr or "-",
+                method=request.method.decode("latin-1"),
+                target=request.target.decode("latin-1"),
+                http_version=request.http_version,
+                status=status,
+                body_bytes=body_bytes,
+                request_headers={
+                    k.decode("latin-1").lower(): v.decode("latin-1") for k, v in request.headers
+                },
+                response_headers=response_headers,
+                started=started,
+                duration=time.time() - started,
+            )
+        )
 
 
 def _timestamp(r: AccessRecord) -> str:

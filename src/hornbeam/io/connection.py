@@ -71,6 +71,7 @@ class RequestCycle:
 
     __slots__ = (
         "abandoned",
+        "adapter",
         "body",
         "complete",
         "continue_sent",
@@ -89,6 +90,8 @@ class RequestCycle:
         self.response_started = False
         self.continue_sent = not event.expect_continue
         self.timer: asyncio.TimerHandle | None = None
+        # The adapter's own per-request object (the ASGI cycle); told when the client leaves.
+        self.adapter: Any = None
 
 
 class HttpConnection(asyncio.Protocol):
@@ -110,7 +113,7 @@ class HttpConnection(asyncio.Protocol):
         # Set while the transport accepts writes; app threads streaming a body wait on it.
         self.writable = threading.Event()
         self.writable.set()
-        self._drain_waiters: list[threading.Event] = []
+        self._drain_waiters: list[Callable[[], None]] = []
         self._eof = False
         self._paused_for_body = False
         self._paused_for_pipeline = False
@@ -134,15 +137,28 @@ class HttpConnection(asyncio.Protocol):
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
-            # Requests completed before the bad bytes are answered first, in order.
             self._handle_events(exc.events)
-            self._refusal = (exc.status, exc.reason)
-            self._paused_for_refusal = True
-            self._update_reading()
-            if self.cycle is None and not self.pipeline:
-                self.reject(exc.status, exc.reason)
+            self._refuse(exc.status, exc.reason)
             return
         self._handle_events(events)
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a protocol error once the requests before it are answered, in order."""
+        broken = self.receiving
+        if broken is not None and not broken.complete:
+            # The bad bytes are inside this request's body: it can never complete.
+            if broken.body is not None:
+                broken.body.abort(reason)
+            if broken is self.cycle:
+                self.reject(status, reason)
+                return
+            if broken in self.pipeline:
+                self.pipeline.remove(broken)
+        self._refusal = (status, reason)
+        self._paused_for_refusal = True
+        self._update_reading()
+        if self.cycle is None and not self.pipeline:
+            self.reject(status, reason)
 
     def _handle_events(self, events: list[Event]) -> None:
         for event in events:
@@ -318,7 +334,20 @@ class HttpConnection(asyncio.Protocol):
         if self.closed or self.writable.is_set() or cycle is not self.cycle:
             event.set()
         else:
-            self._drain_waiters.append(event)
+            self._drain_waiters.append(event.set)
+
+    async def drained(self) -> None:
+        """Return once the transport takes writes again (coroutines throttle on it)."""
+        if self.closed or self.writable.is_set():
+            return
+        waiter: asyncio.Future[None] = self.ctx.loop.create_future()
+
+        def release() -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        self._drain_waiters.append(release)
+        await waiter
 
     def wait_flushed(self, cycle: RequestCycle, event: threading.Event) -> None:
         """Set ``event`` once every byte written so far has left the transport's buffer."""
@@ -337,8 +366,11 @@ class HttpConnection(asyncio.Protocol):
         """Answer a protocol error with a short text/plain response and close."""
         if self.transport is None or self.closed:
             return
-        if self.cycle is None or not self.cycle.response_started:
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started:
             self.transport.write(error_response(status, reason, self.ctx.date))
+        if cycle is not None:
+            cycle.abandoned = True  # whatever the app still sends is dropped
         error_log.debug("rejected request from %s: %d %s", self.client, status, reason)
         self.close()
 
@@ -370,11 +402,14 @@ class HttpConnection(asyncio.Protocol):
             cycle.timer.cancel()
         if cycle.body is not None:
             cycle.body.abort("client disconnected")
+        lost = getattr(cycle.adapter, "client_lost", None)
+        if lost is not None:
+            lost()
 
     def _release_drain_waiters(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
-        for event in waiters:
-            event.set()
+        for release in waiters:
+            release()
 
     def pause_for_body(self) -> None:
         self._paused_for_body = True

@@ -10,11 +10,11 @@ the same key, a known way to spoof headers behind proxies.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 from hornbeam import __version__
 from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.events import Request
+from hornbeam.http1.target import decode_path, split_target
 from hornbeam.logs import ErrorStream
 from hornbeam.wsgi.file_wrapper import FileWrapper
 
@@ -69,28 +69,15 @@ def connection_environ(
     return environ
 
 
-def split_target(target: bytes) -> tuple[str, str]:
-    """``(PATH_INFO, QUERY_STRING)`` of a request-target, the path percent-decoded."""
-    path, _, query = target.partition(b"?")
-    if path[:1] != b"/" and path != b"*":
-        # absolute-form (RFC 9112 section 3.2.2): keep only the path
-        scheme_end = path.find(b"://")
-        if scheme_end != -1:
-            slash = path.find(b"/", scheme_end + 3)
-            path = path[slash:] if slash != -1 else b"/"
-    if b"%" in path:
-        path = unquote_to_bytes(path)
-    return path.decode("latin-1"), query.decode("latin-1")
-
-
 def request_environ(
     conn_environ: dict[str, Any], request: Request, body: Any, trust: ProxyTrust
 ) -> dict[str, Any]:
     environ = conn_environ.copy()
-    path, query = split_target(request.target)
+    raw_path, query = split_target(request.target)
+    path = decode_path(raw_path, "latin-1")
     environ["REQUEST_METHOD"] = request.method.decode("latin-1")
     environ["PATH_INFO"] = path
-    environ["QUERY_STRING"] = query
+    environ["QUERY_STRING"] = query.decode("latin-1")
     environ["RAW_URI"] = request.target.decode("latin-1")
     environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
     environ["wsgi.input"] = body

@@ -19,7 +19,7 @@ from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.writer import HeaderChecker, error_response
 from hornbeam.io.channel import run_inline
 from hornbeam.io.connection import HttpConnection, RequestCycle
-from hornbeam.logs import AccessLog, AccessRecord, error_log
+from hornbeam.logs import AccessLog, error_log
 from hornbeam.wsgi.environ import base_environ, connection_environ, request_environ
 from hornbeam.wsgi.input import ClientDisconnected, StreamingInput
 from hornbeam.wsgi.response import ResponseAborted, WsgiResponse
@@ -181,26 +181,14 @@ class WsgiHandler:
                 except Exception:
                     error_log.exception("error in the close() of the app's response iterable")
         if self._access_log.enabled:
-            self._log_access(cycle, response, environ)
-
-    def _log_access(self, cycle: RequestCycle, response: WsgiResponse, environ: Any) -> None:
-        event = cycle.event
-        self._access_log.write(
-            AccessRecord(
-                remote_addr=environ.get("REMOTE_ADDR", "-"),
-                method=event.method.decode("latin-1"),
-                target=event.target.decode("latin-1"),
-                http_version=event.http_version,
-                status=response.status_code,
-                body_bytes=response.body_sent,
-                request_headers={
-                    k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers
-                },
-                response_headers=response.header_map,
-                started=cycle.started,
-                duration=time.time() - cycle.started,
+            self._access_log.response(
+                cycle.event,
+                cycle.started,
+                environ.get("REMOTE_ADDR", ""),
+                response.status_code,
+                response.body_sent,
+                response.header_map,
             )
-        )
 
     def stalled_for(self, now: float) -> float:
         return self.pool.stalled_for(now) if self.pool is not None else 0.0

@@ -1,0 +1,28 @@
+"""Splitting a request-target into its raw path and query, and decoding the path.
+
+Both adapters need the same answer: WSGI's ``PATH_INFO``/``QUERY_STRING`` and ASGI's
+``path``/``raw_path``/``query_string``. An absolute-form target (RFC 9112 section 3.2.2,
+``http://host/path``) is reduced to its path.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote_to_bytes
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes]:
+    """``(raw_path, query)`` of a request-target, both still percent-encoded."""
+    path, _, query = target.partition(b"?")
+    if path[:1] != b"/" and path != b"*":
+        scheme_end = path.find(b"://")
+        if scheme_end != -1:
+            slash = path.find(b"/", scheme_end + 3)
+            path = path[slash:] if slash != -1 else b"/"
+    return path, query
+
+
+def decode_path(raw_path: bytes, encoding: str) -> str:
+    """The percent-decoded path as text (``latin-1`` for WSGI, ``utf-8`` for ASGI)."""
+    if b"%" in raw_path:
+        raw_path = unquote_to_bytes(raw_path)
+    return raw_path.decode(encoding, "surrogateescape" if encoding == "utf-8" else "strict")
