@@ -22,6 +22,8 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from hornbeam.asgi.http import AsgiHandler
+from hornbeam.asgi.lifespan import Lifespan, LifespanFailure
 from hornbeam.config import Settings
 from hornbeam.errors import EXIT_APP_LOAD, EXIT_OK, EXIT_WORKER_BOOT, AppLoadError
 from hornbeam.forwarded import ProxyTrust
@@ -73,7 +75,7 @@ class Worker:
         jitter = settings.max_requests_jitter
         self._max_requests = settings.max_requests + (random.randint(0, jitter) if jitter else 0)
         self._ctx: ServerContext | None = None
-        self._handler: WsgiHandler | None = None
+        self._handler: WsgiHandler | AsgiHandler | None = None
         self._next_memory_check = 0.0
 
     # ---- boot --------------------------------------------------------------------------------
@@ -89,11 +91,7 @@ class Worker:
             error_log.error("Exception while loading the application\n%s", traceback.format_exc())
             message = f"app: importing {self.settings.app!r} raised {type(exc).__name__}: {exc}"
             return self._boot_failed(EXIT_APP_LOAD, message)
-        if detect_interface(app, self.settings.interface) != "wsgi":
-            return self._boot_failed(
-                EXIT_APP_LOAD,
-                f"app: {self.settings.app!r} is an ASGI app; this version serves WSGI apps only",
-            )
+        interface = detect_interface(app, self.settings.interface)
         try:
             if self.state is not None:
                 self.state.worker_attach()
@@ -104,11 +102,11 @@ class Worker:
             return self._boot_failed(EXIT_WORKER_BOOT, f"worker boot: {type(exc).__name__}: {exc}")
         loop = _new_event_loop()
         try:
-            loop.run_until_complete(self._serve(loop, app))
+            code = loop.run_until_complete(self._serve(loop, app, interface))
         finally:
             loop.close()
         self._exit_hook()
-        return EXIT_OK
+        return code
 
     def _boot_failed(self, code: int, message: str) -> int:
         error_log.error("%s", message)
@@ -123,7 +121,9 @@ class Worker:
             signal.signal(sig, signal.SIG_DFL)
 
     # ---- serving -----------------------------------------------------------------------------
-    async def _serve(self, loop: asyncio.AbstractEventLoop, app: Callable[..., Any]) -> None:
+    async def _serve(
+        self, loop: asyncio.AbstractEventLoop, app: Callable[..., Any], interface: str
+    ) -> int:
         settings = self.settings
         channel = LoopChannel(loop)
         ctx = ServerContext(
@@ -141,14 +141,26 @@ class Worker:
             post=channel.post,
             on_request_done=self._request_done,
         )
-        handler = WsgiHandler(
-            app,
-            threads=settings.threads,
-            post=channel.post,
-            access_log=AccessLog(settings.access_log_format),
-            trust=ProxyTrust(settings.forwarded_allow_ips),
-            on_stuck_request=self.retire,
-        )
+        access_log = AccessLog(settings.access_log_format)
+        trust = ProxyTrust(settings.forwarded_allow_ips)
+        handler: WsgiHandler | AsgiHandler
+        lifespan: Lifespan | None = None
+        if interface == "asgi":
+            lifespan = Lifespan(app, settings.lifespan, settings.lifespan_timeout)
+            try:
+                await lifespan.startup()
+            except LifespanFailure as exc:
+                return self._boot_failed(EXIT_WORKER_BOOT, str(exc))
+            handler = AsgiHandler(app, lifespan.state, access_log, trust)
+        else:
+            handler = WsgiHandler(
+                app,
+                threads=settings.threads,
+                post=channel.post,
+                access_log=access_log,
+                trust=trust,
+                on_stuck_request=self.retire,
+            )
         ctx.handler = handler
         self._ctx, self._handler = ctx, handler
         self._stop = loop.create_future()
@@ -169,12 +181,15 @@ class Worker:
             ctx.stop_accepting()
             for conn in list(ctx.connections):
                 conn.close(abort=True)
+        if lifespan is not None:
+            await lifespan.shutdown()
         error_log.info(
             "Worker exiting (pid: %d): served %d requests on %d connections",
             self.pid,
             self._requests,
             ctx.connections_accepted,
         )
+        return EXIT_OK
 
     def _tick(self) -> None:
         ctx, handler = self._ctx, self._handler
@@ -228,13 +243,13 @@ class Worker:
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
+    loop: asyncio.AbstractEventLoop
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
         loop = asyncio.new_event_loop()
-        loop.set_exception_handler(_log_loop_exception)
-        return loop
-    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    else:
+        loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(_log_loop_exception)
     return loop
@@ -242,6 +257,4 @@ def _new_event_loop() -> asyncio.AbstractEventLoop:
 
 def _log_loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     exc = context.get("exception")
-    error_log.error(
-        "event loop: %s", context.get("message", "unhandled error"), exc_info=exc
-    )
+    error_log.error("event loop: %s", context.get("message", "unhandled error"), exc_info=exc)

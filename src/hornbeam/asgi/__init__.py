@@ -1,0 +1,1 @@
+"""ASGI 3: HTTP scope and cycle, lifespan, WebSocket."""
