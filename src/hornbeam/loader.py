@@ -65,7 +65,7 @@ def load_app(spec: str) -> Callable[..., Any]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (exc.name == module_name or module_name.startswith(exc.name + ".")):
             raise AppLoadError(
                 f"app: cannot import module {module_name!r} ({exc}); check --pythonpath and --chdir"
             ) from exc

@@ -75,7 +75,7 @@ class HeaderChecker:
     __slots__ = ("_limit", "_names")
 
     def __init__(self, cache_limit: int = 1024) -> None:
-        # encoded name -> lower-cased str name, or None when it is hop-by-hop
+        # encoded name -> its lower-cased str form
         self._names: dict[bytes, str] = {}
         self._limit = cache_limit
 

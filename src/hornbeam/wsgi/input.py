@@ -114,15 +114,19 @@ class StreamingInput:
             return b"".join(parts)
         if size == 0:
             return b""
+        parts = []
+        wanted = size
         with self._cond:
-            if not self._wait_for_data():
-                return b""
-            chunk = self._chunks.popleft()
-            if len(chunk) > size:
-                self._chunks.appendleft(chunk[size:])
-                chunk = chunk[:size]
-            self._took(len(chunk))
-            return chunk
+            # file semantics: ``size`` bytes unless the body ends first
+            while wanted and self._wait_for_data():
+                chunk = self._chunks.popleft()
+                if len(chunk) > wanted:
+                    self._chunks.appendleft(chunk[wanted:])
+                    chunk = chunk[:wanted]
+                parts.append(chunk)
+                wanted -= len(chunk)
+                self._took(len(chunk))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def readline(self, size: int | None = -1) -> bytes:
         limit = -1 if size is None else size
