@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from state_helpers import Child, Clock, StoreCase, fork_child
 
 from hornbeam.state import LmdbStore, MemoryStore, StateRuntime, StateStore
+
+from state_helpers import Child, Clock, StoreCase, fork_child
 
 STORE_BACKENDS = ["memory", "lmdb"]
 SHARED_BACKENDS = ["local"]

@@ -9,9 +9,10 @@ from collections import OrderedDict
 from typing import Any
 
 import pytest
-from state_helpers import StoreCase
 
 from hornbeam.state import StateStore
+
+from state_helpers import StoreCase
 
 ROUND_TRIP = [
     None,

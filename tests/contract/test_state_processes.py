@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from state_helpers import fork_child
 
 import hornbeam_erlang as state
 from hornbeam.state import StateRuntime, StoreLimits, default_store
+
+from state_helpers import fork_child
 
 Workers = Callable[..., list[Any]]
 

@@ -183,11 +183,13 @@ def wait_workers(
     timeout: float = 10.0,
 ) -> set[int]:
     """Wait until the arbiter has exactly ``count`` children, none of them in ``replacing``;
-    return their PIDs."""
+    return their PIDs. Fails at once if the server exits."""
     found: set[int] = set()
 
     def settled() -> bool:
         nonlocal found
+        if server.proc.poll() is not None:
+            raise AssertionError(f"hornbeam exited ({server.proc.returncode}):\n{server.log()}")
         found = set(server.worker_pids())
         return len(found) == count and not found & replacing
 

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from http1_corpus import INVALID, VALID, Case, head, request
 
 from hornbeam.errors import ConfigError
 from hornbeam.http1 import (
@@ -23,6 +22,8 @@ from hornbeam.http1 import (
     Request,
     RequestParser,
 )
+
+from http1_corpus import INVALID, VALID, Case, head, request
 
 RANDOM_CHUNKINGS = 20
 END = EndOfMessage()

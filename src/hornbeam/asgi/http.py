@@ -15,7 +15,7 @@ import asyncio
 import os
 from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.events import Request
@@ -24,6 +24,9 @@ from hornbeam.http1.target import decode_path, split_target
 from hornbeam.http1.writer import HeaderChecker, HeaderError, error_response, reason_phrase
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, error_log
+
+if TYPE_CHECKING:
+    from hornbeam.asgi.websocket import WebSocketLimits, WebSocketSession
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -348,9 +351,15 @@ class AsgiHandler:
     needs_complete_body = False
 
     def __init__(
-        self, app: AsgiApp, state: dict[str, Any], access_log: AccessLog, trust: ProxyTrust
+        self,
+        app: AsgiApp,
+        state: dict[str, Any],
+        access_log: AccessLog,
+        trust: ProxyTrust,
+        websocket_limits: WebSocketLimits,
     ) -> None:
         self.app = app
+        self.websocket_limits = websocket_limits
         self.state = state  # filled by lifespan startup; each request gets a shallow copy
         self._access_log = access_log
         self._trust = trust
@@ -358,6 +367,13 @@ class AsgiHandler:
 
     def new_body(self, conn: HttpConnection) -> AsyncBody:
         return AsyncBody(conn)
+
+    def open_websocket(self, conn: HttpConnection, cycle: RequestCycle) -> WebSocketSession:
+        from hornbeam.asgi.websocket import WebSocketSession
+
+        return WebSocketSession(
+            conn, cycle, self.app, self.state, self.websocket_limits, self._checker
+        )
 
     def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
         http = HttpCycle(conn, cycle, self._checker)

@@ -86,7 +86,7 @@ class Lifespan:
             await self.app(scope, self._receive, self._send)
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # noqa: BLE001 - reported through _answer
+        except BaseException as exc:
             self._error = exc
             if self.mode == "on":
                 error_log.error("lifespan raised", exc_info=exc)

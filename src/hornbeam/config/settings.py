@@ -228,6 +228,30 @@ class Settings:
         section="Limits",
         help="Largest request body (larger: 413); 0 means no limit.",
     )
+    websocket_timeout: float = _setting(
+        60.0,
+        form=_SECONDS,
+        section="WebSocket",
+        help="Close a WebSocket that has been silent this long (no message, no pong); 0 never.",
+    )
+    websocket_ping_interval: float = _setting(
+        20.0,
+        form=_SECONDS,
+        section="WebSocket",
+        help="Ping an idle WebSocket this often, so dead peers are found; 0 never.",
+    )
+    websocket_max_frame_size: int = _setting(
+        16 * 1024**2,
+        form=Size(),
+        section="WebSocket",
+        help="Largest WebSocket message accepted; a larger one closes the socket with 1009.",
+    )
+    websocket_compress: bool = _setting(
+        False,
+        form=Switch(),
+        section="WebSocket",
+        help="Offer permessage-deflate compression to WebSocket clients.",
+    )
     health_path: str | None = _setting(
         None,
         form=OrNone(Text("a path starting with /", "PATH", lambda text: text.startswith("/"))),

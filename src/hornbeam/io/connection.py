@@ -50,6 +50,16 @@ class RequestBody(Protocol):
     def set_first_read_hook(self, hook: Callable[[], None]) -> None: ...
 
 
+class UpgradedSession(Protocol):
+    """A protocol that took over the connection after an HTTP upgrade (WebSocket)."""
+
+    def data_received(self, data: bytes) -> None: ...
+
+    def connection_lost(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
+
 class RequestHandler(Protocol):
     """What an interface adapter (WSGI, ASGI) offers the connection."""
 
@@ -110,6 +120,7 @@ class HttpConnection(asyncio.Protocol):
         self.closed = False
         self.requests_served = 0
         self.adapter_cache: Any = None  # per-connection data of the adapter (WSGI environ base)
+        self.upgraded: UpgradedSession | None = None  # set once a WebSocket took over
         # Set while the transport accepts writes; app threads streaming a body wait on it.
         self.writable = threading.Event()
         self.writable.set()
@@ -134,6 +145,9 @@ class HttpConnection(asyncio.Protocol):
         self.ctx.connection_opened(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.upgraded is not None:
+            self.upgraded.data_received(data)
+            return
         try:
             events = self.parser.feed(data)
         except ProtocolError as exc:
@@ -183,6 +197,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.upgraded is not None:
+            self.upgraded.connection_lost()
         for cycle in (self.cycle, self.receiving, *self.pipeline):
             if cycle is not None:
                 self._drop(cycle)
@@ -221,7 +237,7 @@ class HttpConnection(asyncio.Protocol):
         cycle.complete = True
         if cycle.body is not None:
             cycle.body.finish()
-        if cycle is self.cycle and self.ctx.handler.needs_complete_body:
+        if cycle is self.cycle and (self.ctx.handler.needs_complete_body or self._upgrades(cycle)):
             self._dispatch(cycle)
 
     def _start(self, cycle: RequestCycle) -> None:
@@ -235,10 +251,22 @@ class HttpConnection(asyncio.Protocol):
                 self.send_continue(cycle)
             if not cycle.complete:
                 return  # _on_end_of_message dispatches it
+        elif self._upgrades(cycle) and not cycle.complete:
+            return  # switch protocols once the whole upgrade request is in
         self._dispatch(cycle)
+
+    def _upgrades(self, cycle: RequestCycle) -> bool:
+        """Whether this request switches the connection to WebSocket."""
+        return cycle.event.upgrade == b"websocket" and hasattr(self.ctx.handler, "open_websocket")
 
     def _dispatch(self, cycle: RequestCycle) -> None:
         ctx = self.ctx
+        if self._upgrades(cycle):
+            self.upgraded = ctx.handler.open_websocket(self, cycle)  # type: ignore[attr-defined]
+            leftover = self.parser.take_upgrade_bytes()
+            if leftover:
+                self.upgraded.data_received(leftover)
+            return
         if ctx.request_timeout > 0:
             cycle.timer = ctx.loop.call_later(ctx.request_timeout, self._request_timed_out, cycle)
         ctx.handler.handle(self, cycle)

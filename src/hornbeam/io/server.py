@@ -90,6 +90,9 @@ class ServerContext:
         """
         self.draining = True
         self.stop_accepting()
+        for conn in list(self.connections):
+            if conn.upgraded is not None:
+                conn.upgraded.shutdown()  # WebSockets close with 1001
         deadline = time.monotonic() + graceful_timeout
         finished = True
         while self.busy():

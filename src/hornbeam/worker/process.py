@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hornbeam.asgi.http import AsgiHandler
 from hornbeam.asgi.lifespan import Lifespan, LifespanFailure
+from hornbeam.asgi.websocket import WebSocketLimits
 from hornbeam.config import Settings
 from hornbeam.errors import EXIT_APP_LOAD, EXIT_OK, EXIT_WORKER_BOOT, AppLoadError
 from hornbeam.forwarded import ProxyTrust
@@ -151,7 +152,13 @@ class Worker:
                 await lifespan.startup()
             except LifespanFailure as exc:
                 return self._boot_failed(EXIT_WORKER_BOOT, str(exc))
-            handler = AsgiHandler(app, lifespan.state, access_log, trust)
+            websocket_limits = WebSocketLimits(
+                max_message=settings.websocket_max_frame_size,
+                idle_timeout=settings.websocket_timeout,
+                ping_interval=settings.websocket_ping_interval,
+                compress=settings.websocket_compress,
+            )
+            handler = AsgiHandler(app, lifespan.state, access_log, trust, websocket_limits)
         else:
             handler = WsgiHandler(
                 app,
