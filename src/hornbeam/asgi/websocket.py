@@ -171,17 +171,18 @@ class WebSocketSession:
             error_log.warning("WebSocket subprotocol %r was not offered; ignored", subprotocol)
             subprotocol = None
         limits = self.limits
-        protocol = ServerProtocol(
+        # The head was parsed by our HTTP/1 parser: one protocol object does the handshake,
+        # another, created OPEN, does the framing (a CONNECTING one would parse HTTP first).
+        handshake = ServerProtocol(
             extensions=[ServerPerMessageDeflateFactory()] if limits.compress else None,
             select_subprotocol=lambda _proto, _offered: subprotocol,  # type: ignore[arg-type,return-value]
-            max_size=limits.max_message or None,
         )
         event = self.cycle.event
         request = WsRequest(
             event.target.decode("latin-1"),
             Headers([(n.decode("latin-1"), v.decode("latin-1")) for n, v in event.headers]),
         )
-        response = protocol.accept(request)
+        response = handshake.accept(request)
         if response.status_code != 101:
             error = response._exception
             detail = str(error) if isinstance(error, InvalidHandshake) else "bad handshake"
@@ -191,7 +192,10 @@ class WebSocketSession:
             self.checker.lower_name(name)
             self.checker.check_value(name, value)
             response.headers[name.decode("latin-1")] = value.decode("latin-1")
-        protocol.send_response(response)
+        handshake.send_response(response)
+        protocol = ServerProtocol(state=State.OPEN, max_size=limits.max_message or None)
+        protocol.extensions = handshake.extensions  # what the handshake negotiated
+        self.conn.write(self.cycle, b"".join(handshake.data_to_send()))
         self.protocol = protocol
         self.accepted = True
         self.cycle.response_started = True

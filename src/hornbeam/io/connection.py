@@ -232,8 +232,8 @@ class HttpConnection(asyncio.Protocol):
 
     def _on_end_of_message(self) -> None:
         cycle = self.receiving
-        if cycle is None:
-            return
+        if cycle is None or cycle.complete:
+            return  # a request without a body was complete (and dispatched) from its head
         cycle.complete = True
         if cycle.body is not None:
             cycle.body.finish()
