@@ -8,6 +8,7 @@ process is stopped by its own PID.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import signal
@@ -174,6 +175,13 @@ def served_pid(server: Server, timeout: float = 10.0) -> int:
         response = reader.read()
     assert response.status == 200, response
     return int(response.body)
+
+
+def open_keep_alive(server: Server, timeout: float = 10.0) -> http.client.HTTPConnection:
+    """A connected keep-alive HTTP/1.1 client (the caller closes it)."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
+    connection.connect()
+    return connection
 
 
 def wait_workers(

@@ -18,16 +18,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import APPS, Server, running, served_pid, serving, wait_for, wait_workers
+from harness import (
+    APPS,
+    open_keep_alive,
+    running,
+    served_pid,
+    serving,
+    wait_for,
+    wait_workers,
+)
 
 APP = "wsgi_supervised:app"
 HEALTH = "/_hornbeam/health"
-
-
-def open_keep_alive(server: Server) -> http.client.HTTPConnection:
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    connection.connect()
-    return connection
 
 
 def get_status(connection: http.client.HTTPConnection, path: str) -> int:

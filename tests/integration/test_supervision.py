@@ -8,7 +8,6 @@ are spread evenly over the workers.
 
 from __future__ import annotations
 
-import http.client
 import os
 import signal
 import socket
@@ -20,7 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from harness import Server, read_until_closed, running, served_pid, wait_for, wait_workers
+from harness import (
+    open_keep_alive,
+    read_until_closed,
+    running,
+    served_pid,
+    wait_for,
+    wait_workers,
+)
 
 APP = "wsgi_supervised:app"
 
@@ -153,9 +159,3 @@ def test_keep_alive_clients_are_spread_evenly_over_workers(tmp_path: Path) -> No
                 connection.close()
         assert set(served) == workers
         assert min(served.values()) >= clients * rounds // 4, served
-
-
-def open_keep_alive(server: Server) -> http.client.HTTPConnection:
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    connection.connect()
-    return connection

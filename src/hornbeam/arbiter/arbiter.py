@@ -223,6 +223,9 @@ class Arbiter:
         for rec in self.workers.values():
             rec.terminate_sent = rec.terminate_sent or now
             _signal_worker(rec.pid, sig)
+        # Workers close their copies as they stop accepting; with ours closed too, new
+        # connections are refused at once instead of queueing until the end.
+        self.listeners.close()
 
     def reload(self) -> None:
         """SIGHUP: new settings and code in a new generation; the old drains once it is up."""
@@ -289,10 +292,13 @@ class Arbiter:
         read_end, write_end = os.pipe()
         sockets = self.listeners.for_slot(slot)
         inherited_pipes = [rec.pipe for rec in self.workers.values()]
+        # Signals stay blocked across fork until the worker has its own handlers.
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         pid = os.fork()
         if pid == 0:  # the child
             code = EXIT_WORKER_BOOT
             try:
+                signal.set_wakeup_fd(-1)
                 os.close(read_end)
                 for fd in (*inherited_pipes, self._wakeup_r, self._wakeup_w):
                     with contextlib.suppress(OSError):
@@ -311,6 +317,7 @@ class Arbiter:
                     with contextlib.suppress(Exception):
                         handler.flush()
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         os.close(write_end)
         os.set_blocking(read_end, False)
         self.workers[pid] = WorkerRecord(
@@ -344,8 +351,8 @@ class Arbiter:
         if rec.receiver.booted or self._stop is not None:
             return
         message = rec.receiver.error or f"worker {rec.pid} died while booting ({how})"
-        if rec.generation < self.generation:
-            return
+        if rec.generation != self.generation or rec.leaving:
+            return  # an old generation, or a failed reload already being rolled back
         if code in (EXIT_APP_LOAD, EXIT_WORKER_BOOT):
             if self.generation > 0 and any(
                 r.generation < self.generation for r in self.workers.values()

@@ -115,11 +115,17 @@ class Worker:
         return code
 
     def _reset_signals(self) -> None:
+        """Take the worker's own signal dispositions, then let signals in.
+
+        The arbiter forks with its signals blocked, so one sent to this worker before now
+        is pending, not lost, and arrives with the worker's disposition.
+        """
         signal.set_wakeup_fd(-1)  # the arbiter's wake-up pipe is not ours
         for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH):
             signal.signal(sig, signal.SIG_IGN)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGCHLD):
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
     # ---- serving -----------------------------------------------------------------------------
     async def _serve(
@@ -204,7 +210,9 @@ class Worker:
         ctx.tick()
         now = time.monotonic()
         timeout = self.settings.timeout
-        if not timeout or handler.stalled_for(now) < timeout:
+        # Every app thread busy means no request can start: like a blocked loop, that is
+        # silence, and the arbiter kills a worker silent for `timeout` (gunicorn's meaning).
+        if not handler.stalled_for(now):
             self._control.send(control.HEARTBEAT)
         if self.settings.max_worker_memory and now >= self._next_memory_check:
             self._next_memory_check = now + _MEMORY_CHECK_EVERY
