@@ -2,9 +2,11 @@
 
 Shared state (SPEC section 4): every call acts on the process default state handle; see
 `hornbeam.state`. The functions are the very objects of `hornbeam.state`, so importing
-them from here adds nothing to a call.
+them from here adds nothing to a call. Pub/sub (`publish`, `subscribe`) goes through the
+arbiter's broker under hornbeam, and stays within the process elsewhere.
 """
 
+from hornbeam.pubsub.client import publish, subscribe
 from hornbeam.state import (
     decr,
     delete,
@@ -34,6 +36,7 @@ __all__ = [
     "delete",
     "get",
     "incr",
+    "publish",
     "set",
     "state_add",
     "state_clear",
@@ -51,4 +54,5 @@ __all__ = [
     "state_size",
     "state_touch",
     "state_ttl",
+    "subscribe",
 ]

@@ -71,8 +71,10 @@ async def scope_report(scope, receive, send):
     report = {key: _jsonable(value) for key, value in scope.items() if key != "extensions"}
     report["types"] = {key: type(value).__name__ for key, value in scope.items()}
     report["header_pair_types"] = sorted(
-        {f"{type(pair).__name__}:{type(pair[0]).__name__}:{type(pair[1]).__name__}"
-         for pair in scope["headers"]}
+        {
+            f"{type(pair).__name__}:{type(pair[0]).__name__}:{type(pair[1]).__name__}"
+            for pair in scope["headers"]
+        }
     )
     await _respond(send, json.dumps(report).encode(), content_type=b"application/json")
 
@@ -88,8 +90,11 @@ async def upload_echo(scope, receive, send):
             "more_body": message.get("more_body", False),
         }
         await send(
-            {"type": "http.response.body", "body": json.dumps(line).encode() + b"\n",
-             "more_body": True}
+            {
+                "type": "http.response.body",
+                "body": json.dumps(line).encode() + b"\n",
+                "more_body": True,
+            }
         )
         if not line["more_body"]:
             break
@@ -147,9 +152,7 @@ async def trailers(scope, receive, send):
     )
     await send({"type": "http.response.body", "body": b"payload", "more_body": True})
     await send({"type": "http.response.body", "body": b"-end"})
-    await send(
-        {"type": "http.response.trailers", "headers": [(b"x-checksum", b"c0ffee")]}
-    )
+    await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"c0ffee")]})
 
 
 async def pathsend(scope, receive, send):

@@ -86,7 +86,7 @@ class WiredWorker:
             body_timeout=10.0,
             health_path=health_path,
             post=channel.post,
-            on_request_done=self._request_done,
+            on_request_started=self._request_done,
         )
         self.ctx.handler = WsgiHandler(
             app,

@@ -396,3 +396,69 @@ def connected(server: Server, timeout: float = 5.0) -> Iterator[ResponseReader]:
     """A fresh connection to ``server`` with a reader over it; closed afterwards."""
     with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
         yield ResponseReader(sock, timeout)
+
+
+def receive_until(reader: ResponseReader, marker: bytes) -> None:
+    """Receive into ``reader.buffer`` until ``marker`` is in it (within ``reader.timeout``),
+    for responses read while they are still being produced; ``reader.read()`` still parses
+    everything afterwards."""
+    deadline = time.monotonic() + reader.timeout
+    while marker not in reader.buffer:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AssertionError(f"{marker!r} not received; got {bytes(reader.buffer)!r}")
+        reader.sock.settimeout(remaining)
+        try:
+            chunk = reader.sock.recv(1 << 16)
+        except TimeoutError:
+            continue
+        if not chunk:
+            raise AssertionError(f"closed before {marker!r}; got {bytes(reader.buffer)!r}")
+        reader.buffer += chunk
+
+
+@dataclass
+class Finished:
+    """A server run that stopped by itself: its exit code and its two output streams."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_to_exit(
+    tmp_path: Path,
+    *args: str,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    timeout: float = 15.0,
+) -> Finished:
+    """Run ``hornbeam ARGS -w WORKERS -b 127.0.0.1:0`` that must stop by itself within
+    ``timeout``, keeping stdout and stderr apart. A server still running then is stopped
+    (SIGINT, then SIGKILL) and the test fails."""
+    argv = ["-b", "127.0.0.1:0", "-w", str(workers), "--pythonpath", str(APPS), *args]
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HORNBEAM_")}
+    full_env.update(env or {})
+    full_env.setdefault("PYTHONPATH", str(APPS))
+    with subprocess.Popen(
+        [sys.executable, "-m", "hornbeam", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=full_env,
+        text=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                stdout, stderr = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                stdout, stderr = proc.communicate()
+            raise AssertionError(
+                f"hornbeam still running after {timeout}s:\n{stdout}\n{stderr}"
+            ) from None
+    return Finished(proc.returncode, stdout, stderr)

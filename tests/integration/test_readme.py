@@ -120,8 +120,10 @@ def test_demo_command_and_quick_start(tmp_path: Path) -> None:
         assert '"cached":false' in out and '"cached":true' in out
         assert out.index('"cached":false') < out.index('"cached":true')
         assert '"id_seq":1' in out
-        assert demo.log_path.read_text().count("Booting worker with pid") == 4, (
-            "the demo runs on 4 workers"
+        wait_for(
+            lambda: demo.log_path.read_text().count("Booting worker with pid") == 4,
+            30,
+            "the demo's 4 workers",
         )
     finally:
         assert demo.stop() in (0, -signal.SIGTERM)

@@ -23,8 +23,10 @@ import contextlib
 import gc
 import os
 import select
+import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -44,6 +46,7 @@ from hornbeam.errors import (
 )
 from hornbeam.loader import load_app, prepare_import_path
 from hornbeam.logs import configure, error_log
+from hornbeam.pubsub.broker import Broker
 from hornbeam.worker.control import Receiver
 
 _SIGNALS = (
@@ -101,6 +104,8 @@ class Arbiter:
         self._boot_crashes: list[float] = []
         self._next_sweep = 0.0
         self._previous_settings: Settings | None = None
+        self.broker: Broker | None = None
+        self._runtime_dir = ""
         self.pid = os.getpid()
 
     # ---- lifecycle -----------------------------------------------------------------------------
@@ -117,6 +122,7 @@ class Arbiter:
         self.listeners.open()
         try:
             self._start_state()
+            self._start_broker()
             self._write_pidfile()
             self._install_signals()
             error_log.info("Starting hornbeam %s", __version__)
@@ -132,6 +138,10 @@ class Arbiter:
             self._cleanup()
         if self._stop is not None and self._stop.error is not None:
             raise self._stop.error
+
+    def _start_broker(self) -> None:
+        self._runtime_dir = tempfile.mkdtemp(prefix="hornbeam-run-")  # 0700 by construction
+        self.broker = Broker(os.path.join(self._runtime_dir, "pubsub.sock"))
 
     def _start_state(self) -> None:
         from hornbeam.state.runtime import StateRuntime
@@ -159,21 +169,33 @@ class Arbiter:
                 self.state.sweep_expired()
 
     def _wait_for_events(self, timeout: float) -> None:
+        broker = self.broker
         fds = [self._wakeup_r, *(rec.pipe for rec in self.workers.values())]
+        write_fds: list[int] = []
+        broker_fds: set[int] = set()
+        if broker is not None:
+            broker_fds.update(broker.read_fds())
+            fds += broker_fds
+            write_fds = broker.write_fds()
         try:
-            ready, _, _ = select.select(fds, [], [], timeout)
+            ready, writable, _ = select.select(fds, write_fds, [], timeout)
         except InterruptedError:
             return
         now = time.monotonic()
         by_pipe = {rec.pipe: rec for rec in self.workers.values()}
+        if broker is not None:
+            for fd in writable:
+                broker.writable(fd)
         for fd in ready:
-            if fd == self._wakeup_r:
+            if fd in broker_fds:
+                assert broker is not None
+                broker.readable(fd)  # a peer dropped meanwhile is ignored
+            elif fd == self._wakeup_r:
                 with contextlib.suppress(BlockingIOError):
                     os.read(fd, 4096)
-                continue
-            rec = by_pipe[fd]
-            with contextlib.suppress(BlockingIOError):
-                rec.receiver.feed(os.read(fd, 4096), now)
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    by_pipe[fd].receiver.feed(os.read(fd, 4096), now)
 
     # ---- signals ---------------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -299,13 +321,17 @@ class Arbiter:
             code = EXIT_WORKER_BOOT
             try:
                 signal.set_wakeup_fd(-1)
+                self.listeners.keep_only_slot(slot)
                 os.close(read_end)
                 for fd in (*inherited_pipes, self._wakeup_r, self._wakeup_w):
                     with contextlib.suppress(OSError):
                         os.close(fd)
                 from hornbeam.worker.process import Worker
 
-                worker = Worker(self.settings, slot, sockets, write_end, self.app, self.state, self)
+                broker_path = self.broker.path if self.broker is not None else None
+                worker = Worker(
+                    self.settings, slot, sockets, write_end, self.app, self.state, self, broker_path
+                )
                 code = worker.run()
             except BaseException:
                 traceback.print_exc()
@@ -427,6 +453,11 @@ class Arbiter:
             os.close(self._wakeup_w)
             self._wakeup_r = self._wakeup_w = -1
         self.listeners.close()
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
+        if self._runtime_dir:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
         if self.state is not None:
             self.state.close()
         if self.settings.pidfile:

@@ -74,6 +74,19 @@ class Listeners:
             self._slots[slot] = sockets
         return sockets
 
+    def keep_only_slot(self, slot: int) -> None:
+        """In a freshly forked worker: close the inherited sockets of every other slot.
+
+        Holding them would keep a slot's queue alive (and unserved) after its own worker
+        and the arbiter have let go of it.
+        """
+        mine = {id(sock) for sock in self._slots.get(slot, [])}
+        for other, sockets in self._slots.items():
+            if other != slot:
+                for sock in sockets:
+                    if id(sock) not in mine:
+                        sock.close()
+
     def slots(self) -> list[int]:
         return sorted(self._slots)
 

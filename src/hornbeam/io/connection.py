@@ -261,6 +261,9 @@ class HttpConnection(asyncio.Protocol):
 
     def _dispatch(self, cycle: RequestCycle) -> None:
         ctx = self.ctx
+        # Counted as it starts, so the request that ends a worker's life (max_requests)
+        # already sees the worker draining and answers with "Connection: close".
+        ctx.request_started()
         if self._upgrades(cycle):
             self.upgraded = ctx.handler.open_websocket(self, cycle)  # type: ignore[attr-defined]
             leftover = self.parser.take_upgrade_bytes()
@@ -291,7 +294,7 @@ class HttpConnection(asyncio.Protocol):
             )
         )
         self.write(cycle, response)
-        self.finish(cycle, keep_alive, counted=False)
+        self.finish(cycle, keep_alive)
 
     def _request_timed_out(self, cycle: RequestCycle) -> None:
         if cycle is not self.cycle or self.closed:
@@ -320,7 +323,7 @@ class HttpConnection(asyncio.Protocol):
             cycle.response_started = True
             self.transport.write(data)  # type: ignore[union-attr]
 
-    def finish(self, cycle: RequestCycle, keep_alive: bool, counted: bool = True) -> None:
+    def finish(self, cycle: RequestCycle, keep_alive: bool) -> None:
         """The response to ``cycle`` is complete; go on with the next request or close."""
         if cycle is not self.cycle:
             return
@@ -328,8 +331,6 @@ class HttpConnection(asyncio.Protocol):
             cycle.timer.cancel()
         self.cycle = None
         self.requests_served += 1
-        if counted:
-            self.ctx.request_done()
         if self.closed:
             return
         if not keep_alive or self.ctx.draining or not cycle.complete or cycle.abandoned:

@@ -31,7 +31,7 @@ class ServerContext:
         body_timeout: float,
         health_path: str | None,
         post: Callable[..., None],
-        on_request_done: Callable[[], None],
+        on_request_started: Callable[[], None],
     ) -> None:
         self.loop = loop
         self.limits = limits
@@ -40,7 +40,7 @@ class ServerContext:
         self.body_timeout = body_timeout
         self.health_target = health_path.encode("latin-1") if health_path else None
         self.post = post
-        self.request_done = on_request_done
+        self.request_started = on_request_started
         self.date = DateHeader()
         self.draining = False
         self.connections: set[HttpConnection] = set()

@@ -33,6 +33,7 @@ from hornbeam.io.channel import LoopChannel
 from hornbeam.io.server import ServerContext
 from hornbeam.loader import detect_interface, load_app
 from hornbeam.logs import AccessLog, configure, error_log
+from hornbeam.pubsub import client as pubsub
 from hornbeam.worker import control
 from hornbeam.wsgi.handler import WsgiHandler
 
@@ -61,6 +62,7 @@ class Worker:
         app: Callable[..., Any] | None,
         state: StateRuntime | None,
         server: object,
+        broker_path: str | None = None,
     ) -> None:
         self.settings = settings
         self.slot = slot
@@ -69,6 +71,7 @@ class Worker:
         self.app = app
         self.state = state
         self.server = server  # the arbiter, passed to gunicorn-style hooks
+        self.broker_path = broker_path
         self._control = control.Sender(control_fd)
         self._retiring = False
         self._stop: asyncio.Future[bool] | None = None
@@ -96,6 +99,8 @@ class Worker:
         try:
             if self.state is not None:
                 self.state.worker_attach()
+            if self.broker_path is not None:
+                pubsub.attach(self.broker_path)
             if self.settings.post_fork is not None:
                 self.settings.post_fork(self.server, self)
         except Exception as exc:
@@ -146,7 +151,7 @@ class Worker:
             body_timeout=settings.timeout or 30.0,
             health_path=settings.health_path,
             post=channel.post,
-            on_request_done=self._request_done,
+            on_request_started=self._request_started,
         )
         access_log = AccessLog(settings.access_log_format)
         trust = ProxyTrust(settings.forwarded_allow_ips)
@@ -222,7 +227,7 @@ class Worker:
         interval = min(1.0, timeout / 4) if timeout else 1.0
         ctx.loop.call_later(interval, self._tick)
 
-    def _request_done(self) -> None:
+    def _request_started(self) -> None:
         self._requests += 1
         if self._max_requests and self._requests >= self._max_requests:
             self.retire(f"served max_requests ({self._max_requests})")
