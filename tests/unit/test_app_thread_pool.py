@@ -94,8 +94,8 @@ def test_sequential_work_reuses_one_thread(
         pool.submit(work, done)
         assert done.wait(DEADLINE)
         # the thread reports itself free just after the item returns; nothing public shows
-        # that moment, so wait on the pool's own count of free threads
-        wait_until(lambda: pool._idle == 1)
+        # that moment, so wait on the pool's own tokens of free threads
+        wait_until(lambda: pool._idle.qsize() == 1)
     assert len(new_threads()) == 1
     assert set(ran_on) == new_threads()
 
