@@ -285,7 +285,7 @@ class WebSocketSession:
             else:  # the protocol asks to close our side of the TCP connection
                 self.conn.close()
 
-    def _close(self, code: int, reason: str) -> None:
+    def _close(self, code: int, reason: str, answer_within: float = 5.0) -> None:
         protocol = self.protocol
         if self.closed or protocol is None:
             return
@@ -294,7 +294,7 @@ class WebSocketSession:
             protocol.send_close(code, reason)
             self._flush()
         # the peer answers with its close frame, then the connection ends; don't wait forever
-        self.conn.ctx.loop.call_later(5.0, self.conn.close)
+        self.conn.ctx.loop.call_later(answer_within, self.conn.close)
 
     def _peer_closed(self, code: int) -> None:
         if self.close_code is None:
@@ -333,7 +333,7 @@ class WebSocketSession:
             return
         silent = time.monotonic() - self._last_heard
         if self.limits.idle_timeout and silent >= self.limits.idle_timeout:
-            self._close(CloseCode.INTERNAL_ERROR, "keepalive timeout")
+            self._close(CloseCode.INTERNAL_ERROR, "keepalive timeout", answer_within=0.0)
             return
         if self.limits.ping_interval and silent >= self.limits.ping_interval:
             protocol.send_ping(b"hornbeam")

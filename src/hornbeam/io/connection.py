@@ -191,7 +191,12 @@ class HttpConnection(asyncio.Protocol):
         if receiving is not None and not receiving.complete:
             return False  # the client gave up mid-request: connection_lost aborts the body
         if self.cycle is not None or self.pipeline:
-            self._eof = True  # half-close: answer what was asked, then close
+            # Half-close: answer what was asked, then close. An app that can listen for the
+            # client leaving (ASGI's http.disconnect) is told now.
+            self._eof = True
+            lost = getattr(self.cycle.adapter, "client_lost", None) if self.cycle else None
+            if lost is not None:
+                lost()
             return True
         return False
 
