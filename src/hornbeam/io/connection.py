@@ -262,7 +262,7 @@ class HttpConnection(asyncio.Protocol):
 
     def _upgrades(self, cycle: RequestCycle) -> bool:
         """Whether this request switches the connection to WebSocket."""
-        return cycle.event.upgrade == b"websocket" and hasattr(self.ctx.handler, "open_websocket")
+        return cycle.event.upgrade == b"websocket" and self.ctx.speaks_websocket
 
     def _dispatch(self, cycle: RequestCycle) -> None:
         ctx = self.ctx

@@ -46,6 +46,7 @@ class ServerContext:
         self.connections: set[HttpConnection] = set()
         self.connections_accepted = 0
         self.handler: RequestHandler
+        self.speaks_websocket = False  # the handler can take over upgraded connections
         self._servers: list[asyncio.AbstractServer] = []
 
     def is_health_check(self, target: bytes) -> bool:

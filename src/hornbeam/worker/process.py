@@ -180,6 +180,7 @@ class Worker:
                 on_stuck_request=self.retire,
             )
         ctx.handler = handler
+        ctx.speaks_websocket = interface == "asgi"
         self._ctx, self._handler = ctx, handler
         self._stop = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, self.retire, "SIGTERM", False)

@@ -21,6 +21,9 @@ from hornbeam.wsgi.file_wrapper import FileWrapper
 # Header name (as sent) -> environ key, or "" for a header that must be dropped.
 _KEY_CACHE: dict[bytes, str] = {}
 _KEY_CACHE_LIMIT = 2048
+_FORWARDED_KEYS = frozenset(
+    {"HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_SCHEME"}
+)
 _SPECIAL_KEYS = {"CONTENT_TYPE": "CONTENT_TYPE", "CONTENT_LENGTH": "CONTENT_LENGTH"}
 
 
@@ -81,6 +84,7 @@ def request_environ(
     environ["RAW_URI"] = request.target.decode("latin-1")
     environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
     environ["wsgi.input"] = body
+    forwarded = False
     for name, value in request.headers:
         key = _environ_key(name)
         if not key:
@@ -91,6 +95,8 @@ def request_environ(
             environ[key] = environ[key] + separator + text
         else:
             environ[key] = text
-    if trust.enabled and trust.trusts(environ["REMOTE_ADDR"]):
+            if key in _FORWARDED_KEYS:
+                forwarded = True
+    if forwarded and trust.enabled and trust.trusts(environ["REMOTE_ADDR"]):
         trust.apply_to_environ(environ)
     return environ

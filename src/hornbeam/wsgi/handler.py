@@ -49,12 +49,19 @@ class AppThreadPool:
         self._busy_since: list[float] = []
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        try:
-            self._idle.get_nowait()
-        except queue.Empty:
-            if len(self._threads) < self._size:
-                self._start_thread()
+        idle = self._idle
+        if not idle.empty():
+            try:  # another submit may have taken the last token since empty()
+                idle.get_nowait()
+            except queue.Empty:
+                self._grow()
+        else:
+            self._grow()
         self._work.put((fn, args))
+
+    def _grow(self) -> None:
+        if len(self._threads) < self._size:
+            self._start_thread()
 
     def _start_thread(self) -> None:
         index = len(self._threads)
