@@ -12,7 +12,7 @@ Shared by the WSGI and ASGI adapters (one implementation, no twins that drift). 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 
 from hornbeam.http1.events import Request
 from hornbeam.http1.writer import (
@@ -25,6 +25,42 @@ from hornbeam.http1.writer import (
     encode_chunk,
 )
 from hornbeam.logs import error_log
+
+
+class _CachedHead:
+    __slots__ = ("dated", "header_map", "state")
+
+    def __init__(
+        self,
+        dated: bool,
+        state: tuple[bytes, bytes, bool, int | None, bool, bool],
+        header_map: dict[str, str],
+    ) -> None:
+        self.dated = dated
+        self.state = state
+        self.header_map = header_map
+
+
+class HeadCache:
+    """Heads already built and checked, per worker: most responses repeat a few shapes.
+
+    Bounded: when full it is emptied, so responses that never repeat (a fresh cookie each
+    time) cost one dict insert, not memory.
+    """
+
+    __slots__ = ("_entries", "_limit")
+
+    def __init__(self, limit: int = 512) -> None:
+        self._entries: dict[Hashable, _CachedHead] = {}
+        self._limit = limit
+
+    def get(self, key: Hashable) -> _CachedHead | None:
+        return self._entries.get(key)
+
+    def put(self, key: Hashable, entry: _CachedHead) -> None:
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[key] = entry
 
 
 class ResponseFraming:
@@ -47,6 +83,18 @@ class ResponseFraming:
         self.body_sent = 0
         self.header_map: dict[str, str] = {}  # lower-cased names, for logs and hooks
 
+    def cached_head(self, cache: HeadCache, key: Hashable, date_line: bytes) -> bytes | None:
+        """The head built before for the same ``key`` and request shape, or None."""
+        request = self._request
+        entry = cache.get((key, request.http_version, request.method == b"HEAD", self.keep_alive))
+        if entry is None:
+            return None
+        before, after, self.keep_alive, self.content_length, self.chunked, self.body_allowed = (
+            entry.state
+        )
+        self.header_map = entry.header_map  # shared between responses: read it, never change it
+        return before + date_line + after if entry.dated else before + after
+
     def head(
         self,
         status: int,
@@ -55,9 +103,16 @@ class ResponseFraming:
         known_length: int | None,
         checker: HeaderChecker,
         date_line: bytes,
+        cache: HeadCache | None = None,
+        key: Hashable = None,
     ) -> bytes:
-        """The response head; ``status_text`` is ``b"200 OK"``. Raises HeaderError."""
+        """The response head; ``status_text`` is ``b"200 OK"``. Raises HeaderError.
+
+        With a ``cache`` and a ``key`` naming everything the app gave (status, headers,
+        known length), the result is kept for :meth:`cached_head`.
+        """
         request = self._request
+        cache_key = (key, request.http_version, request.method == b"HEAD", self.keep_alive)
         lines = [b"HTTP/%s %s\r\n" % (request.http_version.encode(), status_text)]
         header_map = self.header_map
         for name, value in headers:
@@ -75,8 +130,9 @@ class ResponseFraming:
             lines.append(b"%s: %s\r\n" % (name, value))
         if "server" not in header_map:
             lines.append(SERVER_HEADER)
-        if "date" not in header_map:
-            lines.append(date_line)
+        dated = "date" not in header_map
+        before = b"".join(lines)
+        lines = []
         self.body_allowed = body_allowed(status, request.method)
         if status >= 200 and status not in (204, 304) and self.content_length is None:
             if known_length is not None:
@@ -94,7 +150,24 @@ class ResponseFraming:
         elif request.http_version == "1.0":
             lines.append(b"Connection: keep-alive\r\n")
         lines.append(b"\r\n")
-        return b"".join(lines)
+        after = b"".join(lines)
+        if cache is not None and key is not None:
+            cache.put(
+                cache_key,
+                _CachedHead(
+                    dated,
+                    (
+                        before,
+                        after,
+                        self.keep_alive,
+                        self.content_length,
+                        self.chunked,
+                        self.body_allowed,
+                    ),
+                    header_map,
+                ),
+            )
+        return before + date_line + after if dated else before + after
 
     def body(self, data: bytes) -> bytes:
         """``data`` framed for the wire (cut to the declared length); counts body bytes."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hornbeam.forwarded import ProxyTrust
+from hornbeam.http1.framing import HeadCache
 from hornbeam.http1.writer import HeaderChecker, error_response
 from hornbeam.io.channel import run_inline
 from hornbeam.io.connection import HttpConnection, RequestCycle
@@ -115,6 +116,7 @@ class WsgiHandler:
         self._access_log = access_log
         self._trust = trust
         self._checker = HeaderChecker()
+        self._heads = HeadCache()
         self._base = base_environ(multithread=self.pool is not None)
         self._on_stuck_request = on_stuck_request
 
@@ -154,7 +156,7 @@ class WsgiHandler:
         else:
             stream = body
         environ = request_environ(environ_base, cycle.event, stream, self._trust)
-        response = WsgiResponse(conn, cycle, post, self._checker)
+        response = WsgiResponse(conn, cycle, post, self._checker, self._heads)
         result: Any = None
         try:
             result = self.app(environ, response.start_response)

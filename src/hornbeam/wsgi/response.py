@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from hornbeam.http1.framing import ResponseFraming
+from hornbeam.http1.framing import HeadCache, ResponseFraming
 from hornbeam.http1.writer import HeaderChecker, HeaderError
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.wsgi.file_wrapper import FileWrapper
@@ -32,6 +32,7 @@ class ResponseAborted(Exception):
 
 class WsgiResponse:
     __slots__ = (
+        "_cache",
         "_conn",
         "_cycle",
         "_head_pending",
@@ -46,9 +47,15 @@ class WsgiResponse:
     )
 
     def __init__(
-        self, conn: HttpConnection, cycle: RequestCycle, post: Post, checker: HeaderChecker
+        self,
+        conn: HttpConnection,
+        cycle: RequestCycle,
+        post: Post,
+        checker: HeaderChecker,
+        cache: HeadCache,
     ) -> None:
         self._conn = conn
+        self._cache = cache
         self._cycle = cycle
         self._post = post
         self.checker = checker
@@ -119,6 +126,16 @@ class WsgiResponse:
     def _build_head(self, known_length: int | None) -> bytes:
         if self.status is None:
             raise AssertionError("the app returned without calling start_response() (PEP 3333)")
+        date_line = self._conn.ctx.date.line
+        try:
+            key: Any = (self.status, tuple(self.headers), known_length)
+            hash(key)
+        except TypeError:  # headers that are lists, not tuples: build without the cache
+            key = None
+        if key is not None:
+            cached = self.framing.cached_head(self._cache, key, date_line)
+            if cached is not None:
+                return cached
         encoded = []
         for name, value in self.headers:
             if not isinstance(name, str) or not isinstance(value, str):
@@ -130,7 +147,9 @@ class WsgiResponse:
             encoded,
             known_length,
             self.checker,
-            self._conn.ctx.date.line,
+            date_line,
+            self._cache,
+            key,
         )
 
     def _send(self, data: bytes, final: bool) -> None:
