@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,8 +24,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from harness import ROOT, Server, running, wait_for
-
-pytest.importorskip("fastapi", reason="the examples need fastapi (examples/*/requirements.txt)")
 
 FASTAPI_DEMO = ROOT / "examples" / "fastapi_demo"
 CHAT = ROOT / "examples" / "chat"
@@ -229,6 +229,7 @@ def test_chat_messages_reach_every_client_on_every_worker(chat: Server) -> None:
     assert len({client.worker_pid for client in clients}) >= 2, "clients spread over workers"
     assert {client.worker_pid for client in clients} <= set(chat.worker_pids())
     assert chat.get(f"/rooms/{room}").json() == {"room": room, "messages": 13}
+    assert "Traceback" not in chat.log()
 
 
 def test_chat_rooms_are_isolated(chat: Server) -> None:
@@ -250,6 +251,37 @@ def test_chat_rooms_are_isolated(chat: Server) -> None:
     assert blue == {"event": "message", "user": "bob", "text": "only blue hears this", "seq": 1}
     assert chat.get("/rooms/red").json()["messages"] == 1
     assert chat.get("/rooms/blue").json()["messages"] == 1
+
+
+def test_chat_client_that_vanishes_is_seen_leaving(chat: Server) -> None:
+    streamed = 200
+
+    async def scenario() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        stays = await _join(chat, "lossy", "stays")
+        vanishes = await _join(chat, "lossy", "vanishes")
+        try:
+            # a reset (no close handshake) while messages for it are streaming in
+            sock = vanishes.ws.transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            for n in range(streamed):
+                if n == streamed // 4:
+                    vanishes.ws.transport.abort()
+                await stays.ws.send(f"message {n}")
+            before_leave = []
+            while (frame := json.loads(await stays.ws.recv()))["event"] != "leave":
+                before_leave.append(frame)
+            await stays.ws.send("still here")
+            received = [f for f in before_leave if f["event"] == "message"]
+            return frame, received + await stays.messages(streamed + 1 - len(received))
+        finally:
+            await stays.ws.close()
+
+    left, messages = run(scenario())
+    assert left == {"event": "leave", "user": "vanishes"}
+    assert [m["text"] for m in messages] == [f"message {n}" for n in range(streamed)] + [
+        "still here"
+    ]
+    assert "Traceback" not in chat.log()
 
 
 def test_chat_refuses_bad_names_and_empty_messages(chat: Server) -> None:
