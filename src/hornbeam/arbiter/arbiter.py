@@ -129,9 +129,9 @@ class Arbiter:
             for url in self.listeners.urls():
                 error_log.info("Listening at: %s (%d)", url, self.pid)
             error_log.info(
-                "Using %d workers, %s",
+                "Using %d workers; WSGI apps on %s",
                 self.num_workers,
-                f"{s.threads} app threads each" if s.threads else "apps run inline on the loop",
+                f"{s.threads} app threads each" if s.threads else "the event loop (inline)",
             )
             self._main_loop()
         finally:

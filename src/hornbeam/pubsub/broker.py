@@ -94,11 +94,14 @@ class Broker:
         if kind == "sub":
             peer.topics[topic] = peer.topics.get(topic, 0) + 1
             self._topics[topic].add(peer)
-        elif kind == "unsub" and topic in peer.topics:
-            peer.topics[topic] -= 1
-            if not peer.topics[topic]:
-                del peer.topics[topic]
-                self._forget(peer, topic)
+            self._send(peer, encode("ok", topic))  # from now on, publishes reach it
+        elif kind == "unsub":
+            if topic in peer.topics:
+                peer.topics[topic] -= 1
+                if not peer.topics[topic]:
+                    del peer.topics[topic]
+                    self._forget(peer, topic)
+            self._send(peer, encode("ok", topic))
         elif kind == "pub" and len(frame) == 3:
             subscribers = list(self._topics.get(topic, ()))
             reached = sum(subscriber.topics.get(topic, 0) for subscriber in subscribers)

@@ -15,13 +15,18 @@ import os
 import queue
 import socket
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from hornbeam.logs import error_log
 from hornbeam.pubsub.wire import FrameReader, encode
 
 _CLOSED = object()
+_ACK_TIMEOUT = 5.0
+# Messages a subscription holds for a consumer that does not keep up; past it, new ones are
+# dropped (and logged) instead of growing the worker's memory without bound.
+MAX_PENDING = 10_000
 
 
 class Subscription:
@@ -39,15 +44,34 @@ class Subscription:
         )
         self._sync_queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.closed = False
+        self.dropped = 0
 
     def deliver(self, message: Any) -> None:
         """Called from the hub's thread (or the publisher's, in-process)."""
         if self._loop is not None:
-            assert self._async_queue is not None
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody listens
-                self._loop.call_soon_threadsafe(self._async_queue.put_nowait, message)
-        else:
+                self._loop.call_soon_threadsafe(self._enqueue_async, message)
+        elif message is _CLOSED or self._sync_queue.qsize() < MAX_PENDING:
             self._sync_queue.put(message)
+        else:
+            self._dropped()
+
+    def _enqueue_async(self, message: Any) -> None:
+        assert self._async_queue is not None
+        if message is _CLOSED or self._async_queue.qsize() < MAX_PENDING:
+            self._async_queue.put_nowait(message)
+        else:
+            self._dropped()
+
+    def _dropped(self) -> None:
+        self.dropped += 1
+        if self.dropped in (1, 10, 100, 1000) or self.dropped % 10_000 == 0:
+            error_log.warning(
+                "pub/sub: a subscriber of %r is %d messages behind; %d dropped so far",
+                self.topic,
+                MAX_PENDING,
+                self.dropped,
+            )
 
     def close(self) -> None:
         if not self.closed:
@@ -151,6 +175,7 @@ class BrokerHub(Hub):
         self._per_thread = threading.local()
         self._feed: socket.socket | None = None
         self._feed_lock = threading.Lock()
+        self._pending_acks: deque[threading.Event] = deque()
 
     def _connect(self) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -183,6 +208,9 @@ class BrokerHub(Hub):
         self._control(encode("unsub", topic))
 
     def _control(self, frame: bytes) -> None:
+        """Send a sub/unsub and wait for the broker's "ok": a subscribe() that returned
+        is registered, so a message published right after it, from any worker, arrives."""
+        acknowledged = threading.Event()
         with self._feed_lock:
             if self._feed is None:
                 self._feed = self._connect()
@@ -192,7 +220,10 @@ class BrokerHub(Hub):
                     name="hornbeam-pubsub",
                     daemon=True,
                 ).start()
+            self._pending_acks.append(acknowledged)  # the broker answers in order
             self._feed.sendall(frame)
+        if not acknowledged.wait(_ACK_TIMEOUT):
+            raise ConnectionError("the pub/sub broker did not answer within 5 s")
 
     def _read_feed(self, sock: socket.socket) -> None:
         reader = FrameReader()
@@ -206,6 +237,8 @@ class BrokerHub(Hub):
             for frame in reader.feed(data):
                 if frame[0] == "msg" and len(frame) == 3:
                     self._deliver_local(frame[1], frame[2])
+                elif frame[0] == "ok" and self._pending_acks:
+                    self._pending_acks.popleft().set()
 
 
 _default: Hub | None = None
