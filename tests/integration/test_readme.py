@@ -27,9 +27,16 @@ def _blocks() -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _BLOCK.finditer(README.read_text())]
 
 
+def _bash(*needles: str) -> str:
+    """The one bash block of the README that contains every needle."""
+    [block] = [
+        b.strip() for lang, b in _blocks() if lang == "bash" and all(n in b for n in needles)
+    ]
+    return block
+
+
 def _demo_command() -> str:
-    [command] = [b.strip() for lang, b in _blocks() if lang == "bash" and "hornbeam app:" in b]
-    return command
+    return _bash("hornbeam app:", "flask_demo")
 
 
 def _test_command() -> str:
@@ -38,8 +45,7 @@ def _test_command() -> str:
 
 
 def _quick_start() -> str:
-    [script] = [b for lang, b in _blocks() if lang == "bash" and b.lstrip().startswith("curl")]
-    return script
+    return _bash("curl", "/api/items")
 
 
 def _env() -> dict[str, str]:
@@ -87,9 +93,11 @@ class _Background:
 
 
 def _wait_serving(url: str) -> None:
+    target = url if url.count("/") > 2 else url + "/"
+
     def answers() -> bool:
         try:
-            return httpx.get(url + "/", timeout=2).status_code == 200
+            return httpx.get(target, timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -97,7 +105,14 @@ def _wait_serving(url: str) -> None:
 
 
 def test_every_snippet_is_covered() -> None:
-    known = {_demo_command(), _test_command(), _quick_start().strip()}
+    known = {
+        _demo_command(),
+        _test_command(),
+        _quick_start(),
+        _bash("hornbeam app:", "fastapi_demo"),
+        _bash("curl", "/stats"),
+        _bash("hornbeam app:", "examples/chat"),
+    }
     python_blocks = [b for lang, b in _blocks() if lang == "python"]
     others = [b.strip() for lang, b in _blocks() if lang != "python" and b.strip() not in known]
     assert not others, f"README snippets without a test: {others}"
@@ -155,3 +170,36 @@ def test_settings_reference_is_generated() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_fastapi_demo_command_and_curl_lines(tmp_path: Path) -> None:
+    demo = _Background(["bash", "-c", _bash("hornbeam app:", "fastapi_demo")], tmp_path / "f.log")
+    try:
+        url = demo.url(timeout=240)
+        wait_for(
+            lambda: demo.log_path.read_text().count("Booting worker with pid") == 4,
+            30,
+            "the demo's 4 workers",
+        )
+        _wait_serving(url + "/stats")
+        script = _bash("curl", "/stats").replace("http://localhost:8000", url)
+        out = subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+        assert out.startswith('{"id":1,"name":"Item 1"')
+        assert '"views":1' in out
+        assert '"lifespan_startups":4' in out
+    finally:
+        assert demo.stop() in (0, -signal.SIGTERM)
+
+
+def test_chat_command_serves_the_page(tmp_path: Path) -> None:
+    chat = _Background(["bash", "-c", _bash("hornbeam app:", "examples/chat")], tmp_path / "c.log")
+    try:
+        url = chat.url(timeout=240)
+        _wait_serving(url)
+        page = httpx.get(url + "/", timeout=10)
+        assert page.status_code == 200
+        assert "WebSocket" in page.text
+    finally:
+        assert chat.stop() in (0, -signal.SIGTERM)
