@@ -28,11 +28,15 @@ def _commands() -> list[list[str]]:
 
 
 def _load(script: Path) -> ModuleType:
+    existing = sys.modules.get(script.stem)
+    if existing is not None and getattr(existing, "__file__", None) == str(script):
+        return existing
     sys.path.insert(0, str(BENCH))
     try:
         spec = importlib.util.spec_from_file_location(script.stem, script)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     finally:
