@@ -95,6 +95,7 @@ class WiredWorker:
             access_log=AccessLog("%(h)s %(r)s %(s)s"),
             trust=ProxyTrust(["127.0.0.1"]),
             on_stuck_request=self.stuck_reports.append,
+            schedule=loop_thread.loop.call_later,  # the handler runs on that loop's thread
         )
         self._client_sockets: list[socket.socket] = []
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from hornbeam.wsgi.handler import AppThreadPool
+from hornbeam.wsgi.pool import STALL, AppThreadPool
 
 DEADLINE = 5.0
 THREAD_PREFIX = "hornbeam-app-"
@@ -100,7 +100,13 @@ def test_sequential_work_reuses_one_thread(
     assert set(ran_on) == new_threads()
 
 
-def test_grows_only_while_work_waits(
+def _stuck_longer_than_stall() -> None:
+    """Let the running threads pass the pool's STALL mark (the rule is about time)."""
+    deadline = time.monotonic() + STALL * 2
+    wait_until(lambda: time.monotonic() >= deadline)
+
+
+def test_grows_only_when_the_running_threads_are_stuck(
     gate: Gate, new_threads: Callable[[], set[threading.Thread]]
 ) -> None:
     pool = AppThreadPool(3)
@@ -108,12 +114,15 @@ def test_grows_only_while_work_waits(
     wait_until(lambda: gate.started == 1)
     assert len(new_threads()) == 1
     # the only thread is stuck: the next item gets a new thread instead of waiting behind it
+    _stuck_longer_than_stall()
     pool.submit(gate.blocked_work)
     wait_until(lambda: gate.started == 2)
     assert len(new_threads()) == 2
+    _stuck_longer_than_stall()
     pool.submit(gate.blocked_work)
     wait_until(lambda: gate.started == 3)
     # the pool is full: more work waits for a thread to come free
+    _stuck_longer_than_stall()
     pool.submit(gate.blocked_work)
     pool.submit(gate.blocked_work)
     assert len(new_threads()) == 3
@@ -121,6 +130,46 @@ def test_grows_only_while_work_waits(
     gate.release.set()
     wait_until(lambda: gate.finished == 5)
     assert len(new_threads()) == 3
+
+
+def test_quick_work_stays_on_one_thread(new_threads: Callable[[], set[threading.Thread]]) -> None:
+    """Work that never blocks gains nothing from a second thread (the GIL runs one)."""
+    pool = AppThreadPool(8)
+    done = threading.Event()
+    counted: list[int] = []
+
+    def quick(n: int) -> None:
+        counted.append(n)
+        if len(counted) == 500:
+            done.set()
+
+    for n in range(500):
+        pool.submit(quick, n)
+    assert done.wait(DEADLINE)
+    assert len(new_threads()) == 1
+
+
+def test_waiting_work_is_looked_at_again_after_stall(
+    gate: Gate, new_threads: Callable[[], set[threading.Thread]]
+) -> None:
+    """Work queued while its thread was not yet stuck still gets a thread once it is."""
+    timers: list[threading.Timer] = []
+
+    def schedule(delay: float, callback: Callable[[], None]) -> None:
+        timer = threading.Timer(delay, callback)
+        timers.append(timer)
+        timer.start()
+
+    pool = AppThreadPool(2, schedule)
+    pool.submit(gate.blocked_work)
+    wait_until(lambda: gate.started == 1)
+    second = threading.Event()
+    pool.submit(second.set)  # queued: the first thread is busy, but not yet for STALL
+    assert second.wait(DEADLINE), "the waiting item never got a thread"
+    assert len(new_threads()) == 2
+    gate.release.set()
+    for timer in timers:
+        timer.join(DEADLINE)
 
 
 def test_survives_exceptions_in_work(
@@ -156,6 +205,8 @@ def test_stalled_for_is_zero_while_a_thread_is_free(gate: Gate) -> None:
 def test_stalled_for_grows_when_every_thread_is_stuck(gate: Gate) -> None:
     pool = AppThreadPool(2)
     pool.submit(gate.blocked_work)
+    wait_until(lambda: gate.started == 1)
+    _stuck_longer_than_stall()
     pool.submit(gate.blocked_work)
     wait_until(lambda: gate.started == 2)
     now = time.monotonic()

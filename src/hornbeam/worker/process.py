@@ -178,6 +178,7 @@ class Worker:
                 access_log=access_log,
                 trust=trust,
                 on_stuck_request=self.retire,
+                schedule=loop.call_later,
             )
         ctx.handler = handler
         ctx.speaks_websocket = interface == "asgi"

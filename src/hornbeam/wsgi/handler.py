@@ -9,9 +9,6 @@ app on the loop thread itself, once the whole body is in: fastest, for apps that
 from __future__ import annotations
 
 import io
-import queue
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,78 +20,10 @@ from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, error_log
 from hornbeam.wsgi.environ import base_environ, connection_environ, request_environ
 from hornbeam.wsgi.input import ClientDisconnected, StreamingInput
+from hornbeam.wsgi.pool import AppThreadPool, Schedule
 from hornbeam.wsgi.response import ResponseAborted, WsgiResponse
 
 WsgiApp = Callable[..., Any]
-
-
-class AppThreadPool:
-    """Up to ``size`` daemon threads fed by one queue, started only when no thread is free.
-
-    A free thread leaves a token in ``_idle``; ``submit`` takes one, or starts a thread when
-    there is none, so work never waits behind a slow request while the pool can still grow.
-    Both queues are C-level ``SimpleQueue``s: no Python lock is held around the work, since a
-    lock contended under the GIL turns into a convoy (measured: 32 threads behind one
-    ``threading.Lock`` served 6,500 req/s where this serves 50,000).
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._work: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
-            queue.SimpleQueue()
-        )
-        self._idle: queue.SimpleQueue[None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        # busy_since[i] is when thread i took its current item (0.0 while idle); each slot
-        # is written by its own thread only, so no lock is needed.
-        self._busy_since: list[float] = []
-
-    def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        idle = self._idle
-        if not idle.empty():
-            try:  # another submit may have taken the last token since empty()
-                idle.get_nowait()
-            except queue.Empty:
-                self._grow()
-        else:
-            self._grow()
-        self._work.put((fn, args))
-
-    def _grow(self) -> None:
-        if len(self._threads) < self._size:
-            self._start_thread()
-
-    def _start_thread(self) -> None:
-        index = len(self._threads)
-        self._busy_since.append(0.0)
-        thread = threading.Thread(
-            target=self._serve, args=(index,), name=f"hornbeam-app-{index}", daemon=True
-        )
-        self._threads.append(thread)
-        thread.start()
-
-    def _serve(self, index: int) -> None:
-        get = self._work.get
-        idle = self._idle.put
-        busy = self._busy_since
-        while True:
-            fn, args = get()
-            busy[index] = time.monotonic()
-            try:
-                fn(*args)
-            except BaseException:  # a thread must survive anything an app does
-                error_log.exception("unexpected error in an app thread")
-            busy[index] = 0.0
-            idle(None)
-
-    def stalled_for(self, now: float) -> float:
-        """How long every thread has been stuck, or 0 when any thread is free."""
-        if len(self._threads) < self._size:
-            return 0.0
-        busy = self._busy_since
-        if not busy or 0.0 in busy:
-            return 0.0
-        return now - max(busy)
 
 
 class WsgiHandler:
@@ -108,9 +37,10 @@ class WsgiHandler:
         access_log: AccessLog,
         trust: ProxyTrust,
         on_stuck_request: Callable[[str], None],
+        schedule: Schedule | None = None,
     ) -> None:
         self.app = app
-        self.pool = AppThreadPool(threads) if threads > 0 else None
+        self.pool = AppThreadPool(threads, schedule) if threads > 0 else None
         self.needs_complete_body = self.pool is None
         self._post = post if self.pool is not None else run_inline
         self._access_log = access_log
