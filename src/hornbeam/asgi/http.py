@@ -270,7 +270,7 @@ class HttpCycle:
         out = self._head(None if more else len(data)) + framing.body(data)
         if more:
             conn.write(self._cycle, out)
-            if not conn.writable.is_set():
+            if not conn.writable:
                 await conn.drained()
         elif self._trailers_announced:
             conn.write(self._cycle, out)
@@ -298,7 +298,7 @@ class HttpCycle:
                 if conn.closed:
                     raise ClientDisconnected("the client closed the connection")
                 conn.write(self._cycle, self.framing.body(chunk))
-                if not conn.writable.is_set():
+                if not conn.writable:
                     await conn.drained()
         self._finish(self.framing.end())
 

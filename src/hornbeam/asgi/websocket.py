@@ -157,7 +157,7 @@ class WebSocketSession:
             else:
                 raise RuntimeError("ASGI: 'websocket.send' needs 'text' or 'bytes'")
             self._flush()
-            if not self.conn.writable.is_set():
+            if not self.conn.writable:
                 await self.conn.drained()
         elif kind == "websocket.close":
             self._close(int(message.get("code", 1000)), str(message.get("reason") or ""))

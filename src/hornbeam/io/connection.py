@@ -121,9 +121,9 @@ class HttpConnection(asyncio.Protocol):
         self.requests_served = 0
         self.adapter_cache: Any = None  # per-connection data of the adapter (WSGI environ base)
         self.upgraded: UpgradedSession | None = None  # set once a WebSocket took over
-        # Set while the transport accepts writes; app threads streaming a body wait on it.
-        self.writable = threading.Event()
-        self.writable.set()
+        # False while the transport's buffer is over its high-water mark (pause_writing);
+        # writers then wait through wait_drained / drained.
+        self.writable = True
         self._drain_waiters: list[Callable[[], None]] = []
         self._eof = False
         self._paused_for_body = False
@@ -208,15 +208,15 @@ class HttpConnection(asyncio.Protocol):
             if cycle is not None:
                 self._drop(cycle)
         self.pipeline.clear()
-        self.writable.set()
+        self.writable = True
         self._release_drain_waiters()
         self.ctx.connection_closed(self)
 
     def pause_writing(self) -> None:
-        self.writable.clear()
+        self.writable = False
 
     def resume_writing(self) -> None:
-        self.writable.set()
+        self.writable = True
         self._release_drain_waiters()
 
     # ---- requests ----------------------------------------------------------------------------
@@ -365,14 +365,14 @@ class HttpConnection(asyncio.Protocol):
 
     def wait_drained(self, cycle: RequestCycle, event: threading.Event) -> None:
         """Set ``event`` once the transport takes writes again (app threads throttle on it)."""
-        if self.closed or self.writable.is_set() or cycle is not self.cycle:
+        if self.closed or self.writable or cycle is not self.cycle:
             event.set()
         else:
             self._drain_waiters.append(event.set)
 
     async def drained(self) -> None:
         """Return once the transport takes writes again (coroutines throttle on it)."""
-        if self.closed or self.writable.is_set():
+        if self.closed or self.writable:
             return
         waiter: asyncio.Future[None] = self.ctx.loop.create_future()
 
