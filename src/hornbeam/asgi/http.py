@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.events import Request
-from hornbeam.http1.framing import ResponseFraming
+from hornbeam.http1.framing import HeadCache, ResponseFraming
 from hornbeam.http1.target import decode_path, split_target
 from hornbeam.http1.writer import HeaderChecker, HeaderError, error_response, reason_phrase
 from hornbeam.io.connection import HttpConnection, RequestCycle
@@ -128,6 +128,7 @@ class HttpCycle:
         "_cycle",
         "_done",
         "_headers",
+        "_heads",
         "_request_read",
         "_trailer_lines",
         "_trailers_announced",
@@ -141,13 +142,16 @@ class HttpCycle:
         "task",
     )
 
-    def __init__(self, conn: HttpConnection, cycle: RequestCycle, checker: HeaderChecker) -> None:
+    def __init__(
+        self, conn: HttpConnection, cycle: RequestCycle, checker: HeaderChecker, heads: HeadCache
+    ) -> None:
         self._conn = conn
+        self._heads = heads
         self._cycle = cycle
         self._checker = checker
         self._request_read = False
         self._done: asyncio.Event | None = None  # set when the client leaves or we finished
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: Any = ()
         self._trailers_announced = False  # the app said trailers=True in its start message
         self._trailers_sent_on_wire = False  # ...and the client accepts them (TE: trailers)
         self._waiting_for_trailers = False
@@ -217,14 +221,8 @@ class HttpCycle:
         status = message.get("status")
         if not isinstance(status, int) or not 200 <= status <= 999:
             raise RuntimeError(f"ASGI: response status {status!r} is not a final status code")
-        headers = []
-        for pair in message.get("headers", ()):
-            name, value = pair
-            if not isinstance(name, bytes) or not isinstance(value, bytes):
-                raise RuntimeError(f"ASGI: header {pair!r} must be a pair of bytes")
-            headers.append((name, value))
         self.status = status
-        self._headers = headers
+        self._headers = message.get("headers", ())  # checked when the head is built
         self.started = True
         self._trailers_announced = bool(message.get("trailers", False))
         self._trailers_sent_on_wire = self._trailers_announced and self._client_wants_trailers()
@@ -254,14 +252,27 @@ class HttpCycle:
             return b""
         if self._trailers_sent_on_wire:
             known_length = None  # trailers travel after a chunked body
-        head = self.framing.head(
-            self.status,
-            b"%d %s" % (self.status, reason_phrase(self.status)),
-            self._headers,
-            known_length,
-            self._checker,
-            self._conn.ctx.date.line,
-        )
+        date_line = self._conn.ctx.date.line
+        raw_headers = self._headers
+        key: Any = None
+        if isinstance(raw_headers, list | tuple):
+            try:
+                key = (self.status, tuple(raw_headers), known_length)
+                hash(key)
+            except TypeError:  # headers given as lists: build without the cache
+                key = None
+        head = self.framing.cached_head(self._heads, key, date_line) if key is not None else None
+        if head is None:
+            head = self.framing.head(
+                self.status,
+                b"%d %s" % (self.status, reason_phrase(self.status)),
+                _checked_headers(raw_headers),
+                known_length,
+                self._checker,
+                date_line,
+                self._heads,
+                key,
+            )
         self.head_sent = True
         return head
 
@@ -307,6 +318,16 @@ class HttpCycle:
         self._conn.write_and_finish(self._cycle, data, self.framing.keep_alive)
         if self._done is not None:
             self._done.set()
+
+
+def _checked_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    checked = []
+    for pair in headers:
+        name, value = pair
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise RuntimeError(f"ASGI: header {pair!r} must be a pair of bytes")
+        checked.append((name, value))
+    return checked
 
 
 def http_scope(
@@ -364,6 +385,7 @@ class AsgiHandler:
         self._access_log = access_log
         self._trust = trust
         self._checker = HeaderChecker()
+        self._heads = HeadCache()
 
     def new_body(self, conn: HttpConnection) -> AsyncBody:
         return AsyncBody(conn)
@@ -376,7 +398,7 @@ class AsgiHandler:
         )
 
     def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
-        http = HttpCycle(conn, cycle, self._checker)
+        http = HttpCycle(conn, cycle, self._checker, self._heads)
         http.task = conn.ctx.loop.create_task(self._run(conn, cycle, http))
 
     def timed_out(self, conn: HttpConnection, cycle: RequestCycle) -> None:
