@@ -152,11 +152,12 @@ class Settings:
         help="Number of worker processes.",
     )
     threads: int = _setting(
-        32,
+        64,
         form=_COUNT,
         section="Workers",
-        help="WSGI app threads per worker. 0 runs WSGI apps inline on the event loop: faster, "
-        "but only for apps that never block.",
+        help="Most WSGI app threads per worker; more run at once only while the others block "
+        "(idle ones cost nothing). 0 runs WSGI apps inline on the event loop: faster, but only "
+        "for apps that never block.",
     )
     max_requests: int = _setting(
         0,
