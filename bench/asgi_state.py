@@ -25,7 +25,6 @@ import asyncio
 import datetime
 import importlib.metadata
 import os
-import platform
 import resource
 import signal
 import sys
@@ -33,11 +32,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import lmdb
 import uvloop
+from reporting import RESULTS_DIR, machine_line, markdown_table, print_report
+from state_store import VALUE, lmdb_versions, local_store
 
 import hornbeam_erlang
 from hornbeam.state import StateRuntime
@@ -46,14 +44,11 @@ PROBE_SLEEP = 0.001  # seconds the probe asks to sleep
 WARM_UP_SECONDS = 0.3
 WRITER_OVERLAP = 0.2  # seconds the other writers go on past the measurement
 WRITER_EXIT_TIMEOUT = 5.0  # seconds a writer process may take to finish after its deadline
-# what state_get reads: a small session-like dict, as in bench/state.py
-VALUE: dict[str, Any] = {"user": 42, "name": "ada", "roles": ["admin", "ops"]}
-READ_KEY = "bench:session"
+READ_KEY = "bench:session"  # what state_get reads: VALUE, the dict bench/state.py stores
 COUNTER_KEY = "bench:counter"
 # A loop lag under a millisecond is below what an HTTP client can tell from network noise.
 NOTICEABLE_LAG_US = 1000.0
 MAX_QUIET_PREEMPTIONS = 20  # more in one scenario: another process competed for the core
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CONTROL = "tasks yielding, no state calls"  # the scenario the state rows compare with
 
 
@@ -193,7 +188,7 @@ def run_scenario(
         return runner.run(measure(scenario, seconds, tasks, batch))
 
 
-def table(outcomes: list[Outcome]) -> list[str]:
+def table(outcomes: list[Outcome]) -> str:
     header = ["traffic", "µs per state call", "longest batch µs", "state calls/s"]
     header += [
         "loop lag p50 µs",
@@ -202,7 +197,7 @@ def table(outcomes: list[Outcome]) -> list[str]:
         "probes",
         "sleeps / preemptions",
     ]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for outcome in outcomes:
         call_us = outcome.call_us
         row = [outcome.scenario.name]
@@ -214,8 +209,8 @@ def table(outcomes: list[Outcome]) -> list[str]:
         row += [f"{outcome.lag(0.50):.0f}", f"{outcome.lag(0.99):.0f}"]
         row += [f"{outcome.lags_us[-1]:.0f}", f"{len(outcome.lags_us):,}"]
         row += [f"{outcome.sleeps:,} / {outcome.preemptions:,}"]
-        lines.append("| " + " | ".join(row) + " |")
-    return lines
+        rows.append(row)
+    return markdown_table(header, rows)
 
 
 def verdict(outcomes: list[Outcome], batch: int) -> list[str]:
@@ -246,15 +241,6 @@ def verdict(outcomes: list[Outcome], batch: int) -> list[str]:
     return lines
 
 
-def machine_line() -> str:
-    return (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, uvloop {importlib.metadata.version('uvloop')}, "
-        f"LMDB {'.'.join(map(str, lmdb.version()))} (py-lmdb {lmdb.__version__}), "
-        f"load average at start {os.getloadavg()[0]:.2f}"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="timed seconds per scenario")
@@ -263,10 +249,9 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only, write no file")
     options = parser.parse_args()
 
-    machine = machine_line()
+    machine = machine_line(f"uvloop {importlib.metadata.version('uvloop')}", lmdb_versions())
     began = time.monotonic()
-    runtime = StateRuntime.create("local", None)
-    try:
+    with local_store() as runtime:
         hornbeam_erlang.state_set(READ_KEY, VALUE)
         hornbeam_erlang.state_set(COUNTER_KEY, 0)
         plan = scenarios()
@@ -277,8 +262,6 @@ def main() -> int:
             outcome = run_scenario(runtime, scenario, options.seconds, options.tasks, options.batch)
             outcomes.append(outcome)
             print(f"{scenario.name:38} p99 lag {outcome.lag(0.99):8.0f} µs", file=sys.stderr)
-    finally:
-        runtime.close()
 
     today = datetime.date.today().isoformat()
     report = [
@@ -301,16 +284,12 @@ def main() -> int:
         f"involuntary ones (the kernel gave its core to another process): both show up as "
         f"lag, and only the first can come from the store.",
         "",
-        *table(outcomes),
+        table(outcomes),
         "",
         *verdict(outcomes, options.batch),
         "",
     ]
-    text = "\n".join(report)
-    print(text)
-    if not options.no_write:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / f"asgi-state-{today}.md").write_text(text)
+    print_report(report, None if options.no_write else RESULTS_DIR / f"asgi-state-{today}.md")
     return 0
 
 

@@ -1,56 +1,54 @@
 """Side-by-side benchmark: hornbeam and the servers users would pick instead, same app, same run.
 
-Owns the case and server matrix, starting and stopping every server by PID, waiting for an
-idle machine, driving wrk, reading CPU time and RSS from /proc, and the markdown report with
-hornbeam's throughput ratio to each peer. Loopback only. `python bench/peers.py --help`.
+Owns the case and server matrix (the command and environment of every server), driving wrk,
+and the markdown report with hornbeam's throughput ratio to each peer. Every server starts on
+an idle machine and is watched and stopped by PID with servers.py, which also reads its CPU
+time and RSS from /proc. Loopback only. `python bench/peers.py --help`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
-import http.client
-import importlib.metadata
 import os
-import platform
 import re
 import shlex
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hornbeam.errors import EXIT_APP_LOAD, HornbeamError
+from reporting import RESULTS_DIR, figure, machine_facts, markdown_table, save_report
+from servers import (
+    HOST,
+    IDLE_CPU_THRESHOLD,
+    IDLE_MAX_WAIT,
+    BenchError,
+    ServerExited,
+    ServerProcess,
+    cpu_us_per_request,
+    port_to_bind,
+    rss_mb,
+    serving,
+    wait_for_idle_machine,
+    worker_processes,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
+from hornbeam.errors import EXIT_APP_LOAD
+
 APPS = "bench/apps"
 DICT_STATE = "bench/apps/dict_state"  # the per-process stand-in for hornbeam_erlang
 FLASK_DEMO = "examples/flask_demo"
-RESULTS_DIR = ROOT / "bench" / "results"
-HOST = "127.0.0.1"
 CONNECTIONS = 50
 WARM_UP_SECONDS = 1
-IDLE_CPU_THRESHOLD = 0.25
-IDLE_MAX_WAIT = 30.0
-READY_TIMEOUT = 30.0
-STOP_GRACE = 10.0
 MODES = ("keep-alive", "close")
 PACKAGES = (
     *("hornbeam", "gunicorn", "uvicorn", "uvloop", "httptools"),
     *("granian", "hypercorn", "flask", "fastapi"),
 )
-_LISTENING = re.compile(r"Listening at: http://127\.0\.0\.1:(\d+)")
-
-
-class BenchError(HornbeamError):
-    """The benchmark cannot go on: a tool is missing, an argument or an output is wrong."""
 
 
 @dataclass(frozen=True)
@@ -229,192 +227,7 @@ def run_wrk(command: list[str], seconds: int) -> WrkResult:
     return parse_wrk(done.stdout)
 
 
-# ---- /proc -----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProcessInfo:
-    pid: int
-    ppid: int
-    start: int  # start time in clock ticks since boot: tells a PID apart from its reuse
-    cpu_ticks: int  # utime + stime
-    cmdline: str
-
-
-def read_process(pid: int) -> ProcessInfo | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
-    cpu_ticks = int(fields[11]) + int(fields[12])
-    return ProcessInfo(pid, int(fields[1]), int(fields[19]), cpu_ticks, cmdline)
-
-
-def process_tree(root: int) -> list[ProcessInfo]:
-    """`root` and all its descendants (root first), found by parent PID across /proc."""
-    pids = [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
-    by_parent: dict[int, list[ProcessInfo]] = {}
-    tree = []
-    for info in filter(None, map(read_process, pids)):
-        by_parent.setdefault(info.ppid, []).append(info)
-        if info.pid == root:
-            tree.append(info)
-    for info in tree:  # grows while it is walked: breadth first
-        tree.extend(by_parent.get(info.pid, []))
-    return tree
-
-
-def worker_processes(tree: Sequence[ProcessInfo]) -> list[ProcessInfo]:
-    """The processes that serve requests: the root's descendants (minus multiprocessing's
-    resource tracker), or the root itself when it serves alone (uvicorn with one worker)."""
-    children = [p for p in tree[1:] if "multiprocessing.resource_tracker" not in p.cmdline]
-    return children or list(tree[:1])
-
-
-def rss_mb(pid: int) -> float | None:
-    with contextlib.suppress(FileNotFoundError):
-        status = Path(f"/proc/{pid}/status").read_text()
-        if match := re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE):
-            return int(match.group(1)) / 1024
-    return None
-
-
-def cpu_us_per_request(
-    before: Sequence[ProcessInfo], after: Sequence[ProcessInfo], requests: int, ticks_per_s: int
-) -> float:
-    """CPU time the tree spent between two snapshots, per request; a process born in between
-    counts from zero."""
-    start_ticks = {(p.pid, p.start): p.cpu_ticks for p in before}
-    spent = sum(p.cpu_ticks - start_ticks.get((p.pid, p.start), 0) for p in after)
-    return spent / ticks_per_s * 1e6 / max(requests, 1)
-
-
-def cpu_busy_fraction(before: Sequence[int], after: Sequence[int]) -> float:
-    """Share of CPU time not idle between two readings of the /proc/stat `cpu` line."""
-    deltas = [b - a for a, b in zip(before, after, strict=True)]
-    total = sum(deltas)
-    idle = deltas[3] + deltas[4]  # idle + iowait
-    return 1.0 - idle / total if total > 0 else 0.0
-
-
-def _cpu_line() -> list[int]:
-    with open("/proc/stat") as stat:
-        return [int(value) for value in stat.readline().split()[1:]]
-
-
-def wait_for_idle_machine() -> float | None:
-    """Sample CPU use over 1 s until it is below the threshold, for at most IDLE_MAX_WAIT.
-    Returns None once idle, else the last busy fraction (the caller warns)."""
-    deadline = time.monotonic() + IDLE_MAX_WAIT
-    while True:
-        before = _cpu_line()
-        time.sleep(1.0)  # the sampling window itself, not a wait for readiness
-        busy = cpu_busy_fraction(before, _cpu_line())
-        if busy < IDLE_CPU_THRESHOLD:
-            return None
-        if time.monotonic() >= deadline:
-            return busy
-
-
 # ---- servers ---------------------------------------------------------------------------------
-class ServerExited(BenchError):
-    def __init__(self, returncode: int, log: str) -> None:
-        super().__init__(f"server exited with code {returncode}:\n{log[-2000:]}")
-        self.returncode = returncode
-        self.log = log
-
-
-@dataclass
-class ServerProcess:
-    """A server started by this script; stopped by PID, with every descendant it was seen with."""
-
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-    seen: set[tuple[int, int]] = field(default_factory=set)
-
-    def start(self) -> None:
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:  # its own session: a Ctrl-C reaches this script, which then stops the server
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log_fd,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                env=self.env,
-                start_new_session=True,
-            )
-        finally:
-            os.close(log_fd)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def tree(self) -> list[ProcessInfo]:
-        assert self.proc is not None
-        tree = process_tree(self.proc.pid)
-        self.seen.update((p.pid, p.start) for p in tree[1:])
-        return tree
-
-    def wait_ready(self, case: Case, workers: int) -> None:
-        """Poll until GET / answers with the case's body and the worker processes exist."""
-        assert self.proc is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise ServerExited(self.proc.returncode, self.log())
-            if self.port == 0 and (match := _LISTENING.search(self.log())):
-                self.port = int(match.group(1))
-            if (
-                self.port
-                and len(worker_processes(self.tree())) >= workers
-                and _answers(self.port, case.expect)
-            ):
-                return
-            time.sleep(0.05)
-        raise BenchError(f"server not ready after {READY_TIMEOUT:.0f} s:\n{self.log()[-2000:]}")
-
-    def stop(self) -> None:
-        """SIGINT, SIGKILL after STOP_GRACE, then SIGKILL any descendant still alive."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.tree()
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_GRACE)
-        for pid, start in self.seen:
-            info = read_process(pid)
-            if info is not None and info.start == start:  # the same process, not a reused PID
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-
-def _answers(port: int, expect: bytes) -> bool:
-    connection = http.client.HTTPConnection(HOST, port, timeout=2)
-    try:
-        connection.request("GET", "/")
-        response = connection.getresponse()
-        return response.status == 200 and expect in response.read()
-    except (OSError, http.client.HTTPException):
-        return False
-    finally:
-        connection.close()
-
-
-def free_port() -> int:
-    """A loopback port free right now, for servers that cannot report a port 0 bind."""
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
-
-
 def server_env(run: Run) -> dict[str, str]:
     paths = list(run.case.pythonpath)
     if run.case.uses_state and not run.server.is_hornbeam:
@@ -452,41 +265,38 @@ def measure_run(
 ) -> tuple[list[Measurement], RunRecord]:
     """Wait for an idle machine, start the run's server, warm it up, measure each mode on it,
     and stop it whatever happens."""
-    results = [Measurement(run.case.name, run.server.name, run.workers, m) for m in modes]
     busy = wait_for_idle_machine()
-    if busy is not None:
-        for result in results:
-            result.note = f"machine busy ({busy:.0%} CPU) at start"
-    port = 0 if run.server.reports_port else free_port()  # picked late: less time to be taken
+    results = [
+        Measurement(run.case.name, run.server.name, run.workers, m, note=busy) for m in modes
+    ]
+    port = port_to_bind(run.server.reports_port)
     log_path = log_dir / f"{run.case.name}-{run.server.name}-{run.workers}.log"
     server = ServerProcess(
         run.server.argv(run.case, run.workers, port), server_env(run), log_path, port
     )
-    record = RunRecord(f"PYTHONPATH={server.env['PYTHONPATH']} {shlex.join(server.argv)}")
+    record = RunRecord(server.command)
     ticks_per_s = os.sysconf("SC_CLK_TCK")
     try:
-        server.start()
-        server.wait_ready(run.case, run.workers)
-        url = f"http://{HOST}:{server.port}/"
-        warm_up = wrk_command(url, modes[0], WARM_UP_SECONDS)
-        record.wrk_commands.append(f"{shlex.join(warm_up)}  # warm-up")
-        run_wrk(warm_up, WARM_UP_SECONDS)
-        rss = [v for p in worker_processes(server.tree()) if (v := rss_mb(p.pid)) is not None]
-        for result in results:
-            command = wrk_command(url, result.mode, duration)
-            record.wrk_commands.append(shlex.join(command))
-            before = server.tree()
-            result.wrk = run_wrk(command, duration)
-            after = server.tree()
-            result.cpu_us = cpu_us_per_request(before, after, result.wrk.requests, ticks_per_s)
-            result.rss_mb = sum(rss) / len(rss) if rss else None
+        with serving(server, run.case.expect, run.workers):
+            url = f"http://{HOST}:{server.port}/"
+            warm_up = wrk_command(url, modes[0], WARM_UP_SECONDS)
+            record.wrk_commands.append(f"{shlex.join(warm_up)}  # warm-up")
+            run_wrk(warm_up, WARM_UP_SECONDS)
+            workers = worker_processes(server.tree())
+            rss = [v for p in workers if (v := rss_mb(p.pid)) is not None]
+            for result in results:
+                command = wrk_command(url, result.mode, duration)
+                record.wrk_commands.append(shlex.join(command))
+                before = server.tree()
+                result.wrk = run_wrk(command, duration)
+                after = server.tree()
+                result.cpu_us = cpu_us_per_request(before, after, result.wrk.requests, ticks_per_s)
+                result.rss_mb = sum(rss) / len(rss) if rss else None
     except BenchError as error:
         status, note = _classify(run, error)
         for result in results:
             if result.wrk is None:
                 result.status, result.note, result.detail = status, note, str(error)
-    finally:
-        server.stop()
     return results, record
 
 
@@ -522,15 +332,6 @@ def hornbeam_ratios(results: Sequence[Measurement]) -> dict[RatioKey, float]:
     }
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def _number(value: float | None, digits: int) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
 def _ratio(ratios: dict[RatioKey, float], key: RatioKey) -> str:
     return f"{ratios[key]:.2f}x" if key in ratios else "—"
 
@@ -542,18 +343,18 @@ def results_table(results: Sequence[Measurement]) -> str:
     for m in results:
         w = m.wrk
         figures = [
-            _number(w.requests_per_second if w else None, 0),
-            _number(w.p50_ms if w else None, 2),
-            _number(w.p99_ms if w else None, 2),
-            _number(m.cpu_us, 1),
-            _number(m.rss_mb, 1),
+            figure(w.requests_per_second if w else None, 0),
+            figure(w.p50_ms if w else None, 2),
+            figure(w.p99_ms if w else None, 2),
+            figure(m.cpu_us, 1),
+            figure(m.rss_mb, 1),
             str(w.errors) if w else "—",
             _ratio(ratios, (m.case, m.workers, m.mode, "hornbeam", m.server)),
         ]
         note = m.note if m.status == "ok" else f"{m.status}: {m.note}"
         rows.append([m.case, str(m.workers), m.mode, m.server, *figures, note])
     header = "case|workers|mode|server|req/s|p50 ms|p99 ms|CPU µs/req|RSS MB/worker|errors"
-    return _table([*header.split("|"), "hornbeam ÷ server", "note"], rows)
+    return markdown_table([*header.split("|"), "hornbeam ÷ server", "note"], rows)
 
 
 def ratio_table(results: Sequence[Measurement]) -> str:
@@ -566,29 +367,14 @@ def ratio_table(results: Sequence[Measurement]) -> str:
         for m in results
         if SERVERS[m.server].is_hornbeam
     ]
-    return _table(["case", "workers", "mode", "hornbeam", *(f"÷ {p}" for p in peers)], rows)
+    return markdown_table(["case", "workers", "mode", "hornbeam", *(f"÷ {p}" for p in peers)], rows)
 
 
-def machine_facts() -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?"
-    )
-    versions = []
-    for package in PACKAGES:
-        try:
-            versions.append(f"{package} {importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{package} (not installed)")
+def run_facts() -> list[str]:
+    """The machine, the load generator and the packages measured."""
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     wrk_version = (wrk.stdout + wrk.stderr).strip().splitlines() or ["?"]
-    return [
-        f"CPUs (nproc): {os.cpu_count()}, {model}",
-        f"Kernel: {platform.system()} {platform.release()}",
-        f"Python: {platform.python_version()} ({sys.executable})",
-        f"wrk: {wrk_version[0].split(' Copyright')[0]}",
-        f"Packages: {', '.join(versions)}",
-    ]
+    return machine_facts(PACKAGES, [f"wrk: {wrk_version[0].split(' Copyright')[0]}"])
 
 
 METHOD = f"""\
@@ -615,7 +401,7 @@ def write_report(
     )
     sections = [
         "\n".join(title),
-        "## Machine\n\n" + "\n".join(f"- {fact}" for fact in machine_facts()),
+        "## Machine\n\n" + "\n".join(f"- {fact}" for fact in run_facts()),
         "## Results\n\n" + results_table(results),
         "## hornbeam req/s ÷ peer req/s (above 1: hornbeam faster)\n\n" + ratio_table(results),
         "## Method\n\n" + METHOD,
@@ -627,8 +413,7 @@ def write_report(
             f"{m.case} on {m.server} x{m.workers}:\n{m.detail}" for m in failures
         )
         sections.append("## Failures\n\n```\n" + "\n\n".join(details) + "\n```")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(sections) + "\n")
+    save_report(path, "\n\n".join(sections) + "\n")
 
 
 # ---- command line ----------------------------------------------------------------------------

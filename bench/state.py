@@ -17,7 +17,6 @@ import argparse
 import datetime
 import multiprocessing
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -28,25 +27,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.managers import SyncManager
-from pathlib import Path
 from typing import Any, Protocol
 
-import lmdb
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 import redis
+from reporting import RESULTS_DIR, machine_line, markdown_table, print_report
+from state_store import VALUE, lmdb_versions, local_store
 
 import hornbeam_erlang
-from hornbeam.state import StateRuntime
 
 OPERATIONS = ("get", "set", "incr", "keys")
 PROCESS_COUNTS = (1, 4)
-VALUE = {"user": 42, "name": "ada", "roles": ["admin", "ops"]}
 PREFIX = "bench:k:"
 MATCHING_KEYS = 100  # keys under PREFIX, which keys(prefix) returns
 OTHER_KEYS = 900  # keys elsewhere, which keys(prefix) must skip
 BATCH = 50  # calls between two looks at the clock
 REDIS_START_TIMEOUT = 10.0
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 class Client(Protocol):
@@ -194,17 +190,14 @@ def populate(client: Client) -> None:
 
 @contextmanager
 def hornbeam_store() -> Iterator[Store]:
-    runtime = StateRuntime.create("local", None)
+    with local_store() as runtime:
 
-    def connect() -> Client:
-        runtime.worker_attach()
-        return HornbeamClient()
+        def connect() -> Client:
+            runtime.worker_attach()
+            return HornbeamClient()
 
-    try:
         populate(HornbeamClient())
         yield Store("hornbeam", connect)
-    finally:
-        runtime.close()
 
 
 @contextmanager
@@ -268,24 +261,18 @@ def manager_store() -> Iterator[Store]:
         yield Store("Manager dict", lambda: ManagerClient(data, lock))
 
 
-def machine_line() -> str:
-    redis_version = subprocess.run(
+def redis_versions() -> str:
+    server = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
     ).stdout.split()[2]
-    return (
-        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, LMDB {'.'.join(map(str, lmdb.version()))} "
-        f"(py-lmdb {lmdb.__version__}), Redis {redis_version.removeprefix('v=')} "
-        f"(redis-py {redis.__version__}), load average at start "
-        f"{os.getloadavg()[0]:.2f}"
-    )
+    return f"Redis {server.removeprefix('v=')} (redis-py {redis.__version__})"
 
 
-def table(results: dict[tuple[str, str, int], Cell], stores: list[str]) -> list[str]:
+def table(results: dict[tuple[str, str, int], Cell], stores: list[str]) -> str:
     hornbeam, peer = stores[0], stores[1]
     header = ["call", "processes", *(f"{name} µs" for name in stores)]
     header += [f"{peer} ÷ {hornbeam}", f"{hornbeam} calls/s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for operation in OPERATIONS:
         for processes in PROCESS_COUNTS:
             ours = results[(hornbeam, operation, processes)]
@@ -294,8 +281,8 @@ def table(results: dict[tuple[str, str, int], Cell], stores: list[str]) -> list[
             row += [f"{results[(name, operation, processes)].microseconds:.1f}" for name in stores]
             row += [f"{theirs.microseconds / ours.microseconds:.1f}x"]
             row += [f"{ours.calls_per_second:,.0f}"]
-            lines.append("| " + " | ".join(row) + " |")
-    return lines
+            rows.append(row)
+    return markdown_table(header, rows)
 
 
 def verdict(results: dict[tuple[str, str, int], Cell], hornbeam: str, peer: str) -> list[str]:
@@ -316,7 +303,7 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print only, write no file")
     options = parser.parse_args()
 
-    machine = machine_line()
+    machine = machine_line(lmdb_versions(), redis_versions())
     results: dict[tuple[str, str, int], Cell] = {}
     stores: list[str] = []
     began = time.monotonic()
@@ -340,16 +327,12 @@ def main() -> int:
         "µs per call is the mean time one process waits for a call; calls/s adds up all "
         "processes. Values are a 3-item dict; `keys(prefix)` returns 100 of ~1,000 keys.",
         "",
-        *table(results, stores),
+        table(results, stores),
         "",
         *verdict(results, stores[0], stores[1]),
         "",
     ]
-    text = "\n".join(report)
-    print(text)
-    if not options.no_write:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        (RESULTS_DIR / f"state-{today}.md").write_text(text)
+    print_report(report, None if options.no_write else RESULTS_DIR / f"state-{today}.md")
     return 0
 
 

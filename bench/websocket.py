@@ -10,10 +10,10 @@ Owns the two WebSocket measurements of the ASGI issue and their report:
 - `echo`: 50 connections each send a text message and wait for its echo, again and again,
   for D seconds: messages/s, latency and server CPU per message, with 64 B and 16 KB messages.
 
-The client is this process on a uvloop loop, speaking RFC 6455 over raw asyncio streams (the
-upgrade written by hand, frames masked by the `websockets` C helper): a full client object per
-connection would weigh more than the server side being measured. Servers are started and
-stopped by PID with `peers.py`'s process handling. Loopback only.
+The client is this process on a uvloop loop, speaking RFC 6455 over raw asyncio streams
+(ws_client.py): a full client object per connection would weigh more than the server side
+being measured. The servers are peers.py's, started and stopped by PID with servers.py.
+Loopback only.
 `python bench/websocket.py [idle|echo|all] [--connections N] [--duration S]`: exit status 1
 when a measurement failed or a worker fell short, 2 when file descriptors are too few.
 """
@@ -22,14 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import datetime
-import hashlib
-import importlib.metadata
 import os
-import platform
-import random
 import resource
 import shlex
 import sys
@@ -39,16 +34,23 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import peers  # bench/peers.py: starting, watching and stopping servers by PID
+import peers  # bench/peers.py: the server commands and their environment
+import servers  # bench/servers.py: starting, watching and stopping servers by PID
 import uvloop
-from websockets.frames import apply_mask  # type: ignore[attr-defined]  # C when built
+from reporting import RESULTS_DIR, figure, machine_facts, markdown_table, save_report
+from ws_client import (
+    CONNECT_CONCURRENCY,
+    CONNECT_TIMEOUT,
+    BenchError,
+    RawWebSocket,
+    close_many,
+    open_many,
+)
 
-HOST = peers.HOST
+HOST = servers.HOST
 APP = "ws_echo:app"  # bench/apps/ws_echo.py, found through peers.APPS on PYTHONPATH
 READY = peers.Case("ws-echo", "asgi", APP, b"websocket echo")  # GET / answers this body
 QUIET_SECONDS = 3600  # server ping interval and idle timeout in `idle`: longer than the test
-CONNECT_CONCURRENCY = 100  # handshakes in flight at once: stays well under listen backlogs
-CONNECT_TIMEOUT = 10.0
 HEALTH_MESSAGES = 100
 HEALTH_P99_LIMIT_MS = 50.0
 ECHO_CONNECTIONS = 50
@@ -58,15 +60,6 @@ WARM_UP_SOCKETS = 100  # opened and closed before the idle RSS is read: first-us
 RSS_SETTLE_TIMEOUT = 3.0
 PACKAGES = ("hornbeam", "uvicorn", "uvloop", "httptools", "websockets")
 
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
-OP_TEXT, OP_CLOSE, OP_PING, OP_PONG = 1, 8, 9, 10
-NORMAL_CLOSURE = (1000).to_bytes(2, "big")  # the close frame payload: code 1000, no reason
-
-
-class BenchError(peers.BenchError):
-    """A WebSocket measurement cannot go on: a refused handshake, a bad frame, a wrong echo."""
-
-
 Q = str(QUIET_SECONDS)
 # Flags added to peers.py's command for each server: first always (uvicorn is told which
 # WebSocket implementation to use), then in `idle` only (pings and idle timeouts past the test).
@@ -74,148 +67,6 @@ FLAGS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hornbeam": ((), ("--websocket-ping-interval", Q, "--websocket-timeout", Q)),
     "uvicorn": (("--ws", "websockets"), ("--ws-ping-interval", Q, "--ws-ping-timeout", Q)),
 }
-
-
-# ---- RFC 6455, client side -------------------------------------------------------------------
-def accept_key(key: str) -> str:
-    """The Sec-WebSocket-Accept a server must answer to `key`."""
-    return base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode("ascii")
-
-
-def upgrade_request(host: str, port: int, key: str, path: str = "/") -> bytes:
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode("ascii")
-
-
-def check_upgrade_response(head: bytes, key: str) -> None:
-    """Raise BenchError unless `head` is a 101 switching to WebSocket that answers `key`."""
-    status_line, *lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
-    if status_line.split(" ")[1:2] != ["101"]:
-        raise BenchError(f"upgrade refused: {status_line!r}")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get("upgrade", "").lower() != "websocket":
-        raise BenchError(f"101 without 'Upgrade: websocket': {head!r}")
-    if headers.get("sec-websocket-accept") != accept_key(key):
-        raise BenchError(f"wrong Sec-WebSocket-Accept for key {key}: {head!r}")
-
-
-def encode_frame(opcode: int, payload: bytes, mask: bytes) -> bytes:
-    """One final client frame, masked with the 4-byte `mask` as RFC 6455 requires."""
-    size = len(payload)
-    if size < 126:
-        head = bytes((0x80 | opcode, 0x80 | size))
-    elif size < 1 << 16:
-        head = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
-    else:
-        head = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
-    return head + mask + apply_mask(payload, mask)
-
-
-def decode_frame_start(start: bytes) -> tuple[bool, int, int]:
-    """FIN, opcode and 7-bit length code (126: 2 length bytes follow, 127: 8) of the first two
-    bytes of a server frame; a masked one breaks the protocol."""
-    if start[1] & 0x80:
-        raise BenchError("the server masked a frame (RFC 6455 section 5.1 forbids it)")
-    return bool(start[0] & 0x80), start[0] & 0x0F, start[1] & 0x7F
-
-
-class RawWebSocket:
-    """A client WebSocket over asyncio streams: a few objects per connection, nothing more."""
-
-    __slots__ = ("other_frames", "reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.other_frames = 0  # frames the client did not ask for: pings, pongs
-
-    @classmethod
-    async def open(cls, port: int, path: str = "/") -> RawWebSocket:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            reader, writer = await asyncio.open_connection(HOST, port)
-            key = base64.b64encode(os.urandom(16)).decode("ascii")
-            writer.write(upgrade_request(HOST, port, key, path))
-            try:
-                check_upgrade_response(await reader.readuntil(b"\r\n\r\n"), key)
-            except BaseException:
-                writer.close()
-                raise
-        return cls(reader, writer)
-
-    def send(self, payload: bytes, opcode: int = OP_TEXT) -> None:
-        # random, not secrets: the mask only keeps proxies from reading frames as HTTP
-        self.writer.write(encode_frame(opcode, payload, random.randbytes(4)))
-
-    async def _frame(self) -> tuple[bool, int, bytes]:
-        fin, opcode, length = decode_frame_start(await self.reader.readexactly(2))
-        if length >= 126:
-            extra = await self.reader.readexactly(2 if length == 126 else 8)
-            length = int.from_bytes(extra, "big")
-        return fin, opcode, await self.reader.readexactly(length)
-
-    async def receive(self) -> bytes:
-        """The next data message; pings are answered, a close frame raises BenchError."""
-        parts: list[bytes] = []
-        while True:
-            fin, opcode, payload = await self._frame()
-            if opcode == OP_CLOSE:
-                raise BenchError(f"the server closed the WebSocket: {payload!r}")
-            if opcode in (OP_PING, OP_PONG):
-                self.other_frames += 1
-                if opcode == OP_PING:
-                    self.send(payload, OP_PONG)
-                continue
-            parts.append(payload)
-            if fin:
-                return b"".join(parts)
-
-    async def echo(self, payload: bytes) -> None:
-        self.send(payload)
-        if await self.receive() != payload:
-            raise BenchError(f"the echo of a {len(payload)}-byte message differs from it")
-
-    async def close(self) -> bool:
-        """Close handshake: True when the server answered 1000 and then ended the connection."""
-        clean = False
-        try:
-            if self.writer.is_closing():  # the connection already ended
-                raise ConnectionResetError
-            self.send(NORMAL_CLOSURE, OP_CLOSE)
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                while (frame := await self._frame())[1] != OP_CLOSE:
-                    self.other_frames += 1
-                clean = frame[2][:2] == NORMAL_CLOSURE and await self.reader.read(1) == b""
-        except (OSError, asyncio.IncompleteReadError, TimeoutError, BenchError):
-            clean = False
-        self.writer.close()
-        with contextlib.suppress(OSError):  # a reset after the close handshake changes nothing
-            await self.writer.wait_closed()
-        return clean
-
-
-async def open_many(port: int, count: int, path: str = "/") -> tuple[list[RawWebSocket], str]:
-    """Open `count` WebSockets, CONNECT_CONCURRENCY handshakes at a time: the opened ones and
-    the first failure ("" if none)."""
-    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
-    async def one() -> RawWebSocket:
-        async with gate:
-            return await RawWebSocket.open(port, path)
-
-    outcomes = await asyncio.gather(*(one() for _ in range(count)), return_exceptions=True)
-    failures = [o for o in outcomes if not isinstance(o, RawWebSocket)]
-    first = f"{type(failures[0]).__name__}: {failures[0]}"[:120] if failures else ""
-    return [o for o in outcomes if isinstance(o, RawWebSocket)], first
-
-
-async def close_many(sockets: Sequence[RawWebSocket]) -> int:
-    """Close every socket with a close handshake; how many closed cleanly."""
-    return sum(await asyncio.gather(*(ws.close() for ws in sockets)))
 
 
 # ---- figures ---------------------------------------------------------------------------------
@@ -234,7 +85,7 @@ async def settled_rss_kib(pid: int) -> int:
     deadline = time.monotonic() + RSS_SETTLE_TIMEOUT
     last = None
     while True:
-        rss = peers.rss_mb(pid)
+        rss = servers.rss_mb(pid)
         if rss is None:
             raise BenchError(f"the worker (PID {pid}) is gone")
         if round(rss * 1024) == last or time.monotonic() > deadline:
@@ -305,7 +156,7 @@ class EchoResult:
 class Started:
     """A running server, the PID of its one worker, and how busy the machine was before."""
 
-    process: peers.ServerProcess
+    process: servers.ServerProcess
     worker: int
     busy: str  # "" when the machine was idle at start
 
@@ -320,23 +171,17 @@ def server_argv(name: str, port: int, idle: bool) -> list[str]:
 def serving(name: str, idle: bool, log_dir: Path, commands: list[str]) -> Iterator[Started]:
     """Wait for an idle machine, start server `name` with one worker, wait until it answers,
     stop it by PID afterwards."""
-    busy = peers.wait_for_idle_machine()
+    busy = servers.wait_for_idle_machine()
     run = peers.Run(READY, peers.SERVERS[name], 1)
-    port = 0 if run.server.reports_port else peers.free_port()
-    argv = server_argv(name, port, idle)
+    port = servers.port_to_bind(run.server.reports_port)
     log = log_dir / f"{name}-{'idle' if idle else 'echo'}.log"
-    process = peers.ServerProcess(argv, peers.server_env(run), log, port)
-    commands.append(f"PYTHONPATH={process.env['PYTHONPATH']} {shlex.join(argv)}")
-    try:
-        process.start()
-        process.wait_ready(READY, 1)
-        workers = peers.worker_processes(process.tree())
+    process = servers.ServerProcess(server_argv(name, port, idle), peers.server_env(run), log, port)
+    commands.append(process.command)
+    with servers.serving(process, READY.expect, 1):
+        workers = servers.worker_processes(process.tree())
         if len(workers) != 1:
             raise BenchError(f"{name}: expected one worker, found {len(workers)}")
-        note = "" if busy is None else f"machine busy ({busy:.0%} CPU) at start"
-        yield Started(process, workers[0].pid, note)
-    finally:
-        process.stop()
+        yield Started(process, workers[0].pid, busy)
 
 
 async def check_health(port: int, result: IdleResult) -> None:
@@ -424,7 +269,7 @@ async def measure_echo(started: Started, result: EchoResult, seconds: float) -> 
         result.latencies_ms = await echo_for(sockets, payload, seconds)
         result.seconds = time.perf_counter() - begun
         result.client_cpu = (_cpu_seconds() - client_before) / result.seconds
-        result.server_cpu_us = peers.cpu_us_per_request(
+        result.server_cpu_us = servers.cpu_us_per_request(
             tree_before,
             started.process.tree(),
             len(result.latencies_ms),
@@ -443,7 +288,7 @@ def run_idle(connections: int, hold: float, log_dir: Path, commands: list[str]) 
             with serving(server, True, log_dir, commands) as started:
                 result.note = started.busy
                 uvloop.run(measure_idle(started, result, hold))
-        except (peers.BenchError, OSError, EOFError) as error:  # EOF: a server quit
+        except (servers.BenchError, OSError, EOFError) as error:  # EOF: a server quit
             result.failure = str(error) or type(error).__name__
         results.append(result)
     return results
@@ -459,7 +304,7 @@ def run_echo(seconds: float, log_dir: Path, commands: list[str]) -> list[EchoRes
                 for result in sized:
                     result.note = started.busy
                     uvloop.run(measure_echo(started, result, seconds))
-        except (peers.BenchError, OSError, EOFError) as error:  # EOF: a server quit
+        except (servers.BenchError, OSError, EOFError) as error:  # EOF: a server quit
             for result in sized:
                 if not result.latencies_ms:
                     result.failure = str(error) or type(error).__name__
@@ -468,18 +313,8 @@ def run_echo(seconds: float, log_dir: Path, commands: list[str]) -> list[EchoRes
 
 
 # ---- report ----------------------------------------------------------------------------------
-def _table(header: str, rows: Sequence[Sequence[str]]) -> str:
-    names = header.split("|")
-    lines = ["| " + " | ".join(names) + " |", "|" + "|".join("---" for _ in names) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def _figure(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:,.{digits}f}"
-
-
 def _mib(kib: int | None) -> str:
-    return _figure(None if kib is None else kib / 1024)
+    return figure(None if kib is None else kib / 1024)
 
 
 def _ratio(ours: float | None, theirs: float | None) -> str:
@@ -498,31 +333,31 @@ def idle_table(results: Sequence[IdleResult]) -> str:
     )
     rows = [
         [
-            *(r.server, f"{r.opened:,} / {r.wanted:,}", _figure(r.open_seconds)),
-            *(_mib(r.rss_idle_kib), _mib(r.rss_held_kib), _figure(r.kib_per_connection)),
-            *(_mib(r.rss_closed_kib), _figure(r.http_ms), _figure(r.handshake_ms)),
-            *(_figure(percentile(r.echo_ms, share), 2) for share in (0.5, 0.99)),
+            *(r.server, f"{r.opened:,} / {r.wanted:,}", figure(r.open_seconds)),
+            *(_mib(r.rss_idle_kib), _mib(r.rss_held_kib), figure(r.kib_per_connection)),
+            *(_mib(r.rss_closed_kib), figure(r.http_ms), figure(r.handshake_ms)),
+            *(figure(percentile(r.echo_ms, share), 2) for share in (0.5, 0.99)),
             *(str(r.idle_frames), f"{r.closed_cleanly:,}"),
             "; ".join([*(r.problems() or ["healthy"]), *([r.note] if r.note else [])]),
         ]
         for r in results
     ]
-    return _table(header, rows)
+    return markdown_table(header.split("|"), rows)
 
 
 def echo_table(results: Sequence[EchoResult]) -> str:
     header = "message|server|messages/s|p50 ms|p99 ms|server CPU µs/msg|client CPU|note"
     rows = [
         [
-            *(_size(r.size), r.server, _figure(r.per_second, 0)),
-            *(_figure(percentile(r.latencies_ms, share), 2) for share in (0.5, 0.99)),
-            _figure(r.server_cpu_us),
+            *(_size(r.size), r.server, figure(r.per_second, 0)),
+            *(figure(percentile(r.latencies_ms, share), 2) for share in (0.5, 0.99)),
+            figure(r.server_cpu_us),
             "—" if r.client_cpu is None else f"{r.client_cpu:.0%}",
             f"failed: {r.failure.splitlines()[0][:100]}" if r.failure else r.note,
         ]
         for r in results
     ]
-    return _table(header, rows)
+    return markdown_table(header.split("|"), rows)
 
 
 def ratio_table(idle: Sequence[IdleResult], echo: Sequence[EchoResult]) -> str:
@@ -535,27 +370,20 @@ def ratio_table(idle: Sequence[IdleResult], echo: Sequence[EchoResult]) -> str:
     for size in sorted({r.size for r in echo}):
         pair = {r.server: r for r in echo if r.size == size}
         hornbeam, uvicorn = pair.get("hornbeam"), pair.get("uvicorn")
-        for figure, reading in (
+        for label, reading in (
             ("messages/s (above 1: hornbeam faster)", "per_second"),
             ("server CPU µs/msg (below 1: hornbeam cheaper)", "server_cpu_us"),
         ):
             ours, theirs = (getattr(r, reading) if r else None for r in (hornbeam, uvicorn))
-            rows.append([f"echo {_size(size)}: {figure}", _ratio(ours, theirs)])
-    return _table("measurement|hornbeam ÷ uvicorn", rows)
+            rows.append([f"echo {_size(size)}: {label}", _ratio(ours, theirs)])
+    return markdown_table(["measurement", "hornbeam ÷ uvicorn"], rows)
 
 
-def machine_facts(load: float) -> list[str]:
-    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name")), "?"
-    )
-    versions = [f"{package} {importlib.metadata.version(package)}" for package in PACKAGES]
+def run_facts(load: float) -> list[str]:
+    """The machine, the packages measured, and what the client may open."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return [
-        f"CPUs (nproc): {os.cpu_count()}, {model}",
-        f"Kernel: {platform.system()} {platform.release()}",
-        f"Python: {platform.python_version()} ({sys.executable})",
-        f"Packages: {', '.join(versions)}",
+        *machine_facts(PACKAGES),
         f"RLIMIT_NOFILE of the client: {soft:,} soft, {hard:,} hard",
         f"1-minute load average at start: {load:.2f}",
     ]
@@ -564,7 +392,7 @@ def machine_facts(load: float) -> list[str]:
 METHOD = f"""\
 - One server at a time, one worker, the same app (`bench/apps/ws_echo.py`), on {HOST} only,
   started by the script and stopped by PID (SIGINT, then SIGKILL), after waiting up to
-  {peers.IDLE_MAX_WAIT:.0f} s for CPU use under {peers.IDLE_CPU_THRESHOLD:.0%}. The client is
+  {servers.IDLE_MAX_WAIT:.0f} s for CPU use under {servers.IDLE_CPU_THRESHOLD:.0%}. The client is
   this process: one uvloop loop, raw asyncio streams, the upgrade written by hand with a
   random Sec-WebSocket-Key, frames masked by the `websockets` C helper.
 - idle: {WARM_UP_SOCKETS} WebSockets open, echo and close first (one-time costs); the worker's
@@ -643,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = datetime.datetime.now(datetime.UTC)
     load = float(Path("/proc/loadavg").read_text().split()[0])
-    facts = machine_facts(load)
+    facts = run_facts(load)
     given = sys.argv[1:] if argv is None else list(argv)
     commands = [shlex.join(["python", "bench/websocket.py", *given])]
     idle: list[IdleResult] = []
@@ -663,9 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{started:%H:%M} UTC, took {took:.0f} s."
     )
     text = report(title, facts, idle, echo, commands)
-    output = args.output or peers.RESULTS_DIR / f"websocket-{started:%Y-%m-%d}.md"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    output = args.output or RESULTS_DIR / f"websocket-{started:%Y-%m-%d}.md"
+    save_report(output, text)
     print(f"\n{text}\nreport written to {output}")
     unhealthy = any(r.problems() for r in idle) or any(r.failure for r in echo)
     return 1 if unhealthy else 0

@@ -3,26 +3,16 @@
 Every WebSocket is accepted and every message is sent back as it came (text as text, bytes
 as bytes) until the client leaves. A plain HTTP request gets a short text answer, so the
 benchmark can check readiness and that the server still answers HTTP while it holds many
-idle WebSockets. Lifespan is answered too, so every server starts it the same way.
+idle WebSockets. Lifespan is answered too (asgi_apps.py's handling), so every server starts
+it the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from asgi_apps import Receive, Scope, Send, plain_text, run_lifespan
 
 HTTP_BODY = b"websocket echo"
-_HTTP_START = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"14")],
-}
-_HTTP_BODY_MESSAGE = {"type": "http.response.body", "body": HTTP_BODY}
+_HTTP_START, _HTTP_BODY_MESSAGE = plain_text(HTTP_BODY)
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -33,7 +23,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send(_HTTP_START)
         await send(_HTTP_BODY_MESSAGE)
     elif kind == "lifespan":
-        await _lifespan(receive, send)
+        await run_lifespan(receive, send)
 
 
 async def _echo(receive: Receive, send: Send) -> None:
@@ -47,13 +37,3 @@ async def _echo(receive: Receive, send: Send) -> None:
             await send({"type": "websocket.send", "text": message["text"]})
         else:
             await send({"type": "websocket.send", "bytes": message["bytes"]})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

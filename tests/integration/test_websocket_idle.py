@@ -35,12 +35,14 @@ def _load(name: str, path: Path) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))  # the benchmark imports its neighbours by name
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 
-if "peers" not in sys.modules:  # the benchmark imports its neighbour bench/peers.py by name
-    _load("peers", ROOT / "bench" / "peers.py")
 bench = _load("bench_websocket", ROOT / "bench" / "websocket.py")
 
 

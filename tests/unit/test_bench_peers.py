@@ -1,31 +1,40 @@
-"""The pure parts of bench/peers.py: wrk output parsing, the run matrix, ratios, the tables.
+"""The pure parts of bench/peers.py: wrk output parsing, the run matrix, ratios, the tables;
+and bench/servers.py, which it starts its servers with: the /proc arithmetic, and one real
+hornbeam started, found ready and stopped by PID.
 
-No server is started and wrk is never run here; the benchmark itself runs by hand.
+wrk is never run here; the benchmark itself runs by hand.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import socket
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def _load_peers() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_peers", ROOT / "bench" / "peers.py")
+    spec = importlib.util.spec_from_file_location("bench_peers", BENCH / "peers.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(BENCH))  # peers.py imports its neighbours (servers.py) by name
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
     return module
 
 
 peers = _load_peers()
+servers = sys.modules["servers"]  # the very module peers.py imported its names from
 
 WRK_KEEP_ALIVE = """\
 Running 3s test @ http://127.0.0.1:41234/
@@ -173,8 +182,8 @@ def test_only_peers_get_the_dict_state_stand_in() -> None:
 
 def test_hornbeam_refusing_an_asgi_app_is_skipped_other_exits_fail() -> None:
     asgi_run = peers.Run(peers.CASES["asgi-hello"], peers.SERVERS["hornbeam"], 1)
-    refused = peers.ServerExited(4, "app: 'asgi_apps:hello' is an ASGI app; this version ...")
-    crashed = peers.ServerExited(1, "Traceback ...")
+    refused = servers.ServerExited(4, "app: 'asgi_apps:hello' is an ASGI app; this version ...")
+    crashed = servers.ServerExited(1, "Traceback ...")
     assert peers._classify(asgi_run, refused)[0] == "skipped"
     assert "not supported yet" in peers._classify(asgi_run, refused)[1]
     assert peers._classify(asgi_run, crashed)[0] == "failed"
@@ -228,26 +237,57 @@ def test_results_table_shows_figures_ratio_and_why_a_row_has_none() -> None:
 
 
 def _process(pid: int, ppid: int, cpu_ticks: int, cmdline: str = "python -m server") -> Any:
-    return peers.ProcessInfo(pid, ppid, start=pid * 10, cpu_ticks=cpu_ticks, cmdline=cmdline)
+    return servers.ProcessInfo(pid, ppid, start=pid * 10, cpu_ticks=cpu_ticks, cmdline=cmdline)
 
 
 def test_cpu_per_request_sums_the_tree_and_counts_new_processes_from_zero() -> None:
     before = [_process(100, 1, 50), _process(101, 100, 1000)]
     after = [_process(100, 1, 60), _process(101, 100, 1290), _process(102, 100, 50)]
     # (10 + 290 + 50) ticks at 100 per second = 3.5 s over 35,000 requests = 100 µs each
-    assert peers.cpu_us_per_request(before, after, 35000, 100) == pytest.approx(100.0)
+    assert servers.cpu_us_per_request(before, after, 35000, 100) == pytest.approx(100.0)
 
 
 def test_workers_are_the_children_minus_the_resource_tracker_or_the_root_alone() -> None:
     tracker = "python -c from multiprocessing.resource_tracker import main;main(6)"
     tree = [_process(100, 1, 0), _process(101, 100, 0, tracker), _process(102, 100, 0)]
-    assert [p.pid for p in peers.worker_processes(tree)] == [102]
-    assert [p.pid for p in peers.worker_processes(tree[:1])] == [100]
+    assert [p.pid for p in servers.worker_processes(tree)] == [102]
+    assert [p.pid for p in servers.worker_processes(tree[:1])] == [100]
 
 
 def test_cpu_busy_fraction_from_two_proc_stat_lines() -> None:
     # user nice system idle iowait irq softirq steal
     before = [100, 0, 100, 700, 100, 0, 0, 0]
     after = [160, 0, 140, 780, 120, 0, 0, 0]
-    assert peers.cpu_busy_fraction(before, after) == pytest.approx(0.5)
-    assert peers.cpu_busy_fraction(before, before) == 0.0
+    assert servers.cpu_busy_fraction(before, after) == pytest.approx(0.5)
+    assert servers.cpu_busy_fraction(before, before) == 0.0
+
+
+def test_a_port_for_a_server_that_cannot_report_one_is_free_now() -> None:
+    assert servers.port_to_bind(True) == 0
+    port = servers.port_to_bind(False)
+    with socket.socket() as again:
+        again.bind((servers.HOST, port))
+
+
+def test_a_real_server_is_found_ready_then_stopped_with_its_worker(tmp_path: Path) -> None:
+    run = peers.Run(peers.CASES["wsgi-hello"], peers.SERVERS["hornbeam"], 1)
+    argv = run.server.argv(run.case, run.workers, servers.port_to_bind(True))
+    server = servers.ServerProcess(argv, peers.server_env(run), tmp_path / "server.log", 0)
+    assert server.command.startswith("PYTHONPATH=bench/apps ")
+    with servers.serving(server, run.case.expect, run.workers):
+        assert server.port > 0  # read from the log: hornbeam bound port 0
+        tree = server.tree()
+        workers = servers.worker_processes(tree)
+        assert [p.ppid for p in workers] == [tree[0].pid]
+        assert (servers.rss_mb(workers[0].pid) or 0) > 1
+    assert server.proc is not None and server.proc.returncode is not None
+    assert (tmp_path / "server.log").stat().st_mode & 0o777 == 0o600
+    deadline = time.monotonic() + 5
+    while (alive := [p for p in tree if _still_running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a worker killed by PID may take a moment to be reaped
+    assert not alive
+
+
+def _still_running(process: Any) -> bool:
+    now = servers.read_process(process.pid)
+    return now is not None and now.start == process.start  # not a reused PID

@@ -1,5 +1,6 @@
 """The pure parts of bench/websocket.py: the hand-written RFC 6455 client framing and
-handshake checks, the server commands, the verdicts, the figures and the report tables.
+handshake checks (bench/ws_client.py), the server commands, the verdicts, the figures and
+the report tables.
 
 No server is started and no socket is opened here; the benchmark runs by hand and
 tests/integration/test_websocket_idle.py drives the client against a real server.
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def _load(name: str, path: Path) -> ModuleType:
@@ -23,13 +24,16 @@ def _load(name: str, path: Path) -> ModuleType:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up while being built
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(BENCH))  # the benchmark imports its neighbours by name
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
     return module
 
 
-if "peers" not in sys.modules:  # the benchmark imports its neighbour bench/peers.py by name
-    _load("peers", ROOT / "bench" / "peers.py")
-ws = _load("bench_websocket", ROOT / "bench" / "websocket.py")
+ws = _load("bench_websocket", BENCH / "websocket.py")
+client = sys.modules["ws_client"]  # the very module websocket.py imported its client from
 
 
 def _unmask(frame: bytes, header_size: int) -> bytes:
@@ -40,11 +44,11 @@ def _unmask(frame: bytes, header_size: int) -> bytes:
 
 # ---- handshake ---------------------------------------------------------------------------------
 def test_accept_key_matches_the_rfc_6455_example() -> None:
-    assert ws.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    assert client.accept_key("dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
 
 
 def test_upgrade_request_is_a_complete_websocket_upgrade() -> None:
-    request = ws.upgrade_request("127.0.0.1", 8123, "a2V5a2V5a2V5a2V5a2V5aw==", "/echo")
+    request = client.upgrade_request("127.0.0.1", 8123, "a2V5a2V5a2V5a2V5a2V5aw==", "/echo")
     lines = request.decode("ascii").split("\r\n")
     assert lines[0] == "GET /echo HTTP/1.1"
     assert request.endswith(b"\r\n\r\n") and request.count(b"\r\n\r\n") == 1
@@ -65,7 +69,7 @@ GOOD_101 = (
 
 
 def test_check_upgrade_response_accepts_a_101_whatever_the_header_case() -> None:
-    ws.check_upgrade_response(GOOD_101, KEY)
+    client.check_upgrade_response(GOOD_101, KEY)
 
 
 @pytest.mark.parametrize(
@@ -77,8 +81,8 @@ def test_check_upgrade_response_accepts_a_101_whatever_the_header_case() -> None
     ],
 )
 def test_check_upgrade_response_refuses_anything_else(head: bytes, complaint: str) -> None:
-    with pytest.raises(ws.BenchError, match=complaint):
-        ws.check_upgrade_response(head, KEY)
+    with pytest.raises(client.BenchError, match=complaint):
+        client.check_upgrade_response(head, KEY)
 
 
 # ---- frames ------------------------------------------------------------------------------------
@@ -94,7 +98,7 @@ def test_check_upgrade_response_refuses_anything_else(head: bytes, complaint: st
 )
 def test_encode_frame_sets_fin_mask_and_the_shortest_length(size: int, length_bytes: bytes) -> None:
     payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
-    frame = ws.encode_frame(ws.OP_TEXT, payload, b"\x01\x02\x03\x04")
+    frame = client.encode_frame(client.OP_TEXT, payload, b"\x01\x02\x03\x04")
     assert frame[0] == 0x81  # FIN + text
     assert frame[1 : 1 + len(length_bytes)] == length_bytes
     header = 1 + len(length_bytes)
@@ -104,20 +108,20 @@ def test_encode_frame_sets_fin_mask_and_the_shortest_length(size: int, length_by
 
 
 def test_encode_frame_close_carries_the_code() -> None:
-    frame = ws.encode_frame(ws.OP_CLOSE, ws.NORMAL_CLOSURE, b"\xaa\xbb\xcc\xdd")
+    frame = client.encode_frame(client.OP_CLOSE, client.NORMAL_CLOSURE, b"\xaa\xbb\xcc\xdd")
     assert frame[:2] == b"\x88\x82"
     assert _unmask(frame, 2) == (1000).to_bytes(2, "big")
 
 
 def test_decode_frame_start_reads_fin_opcode_and_length_code() -> None:
-    assert ws.decode_frame_start(b"\x81\x05") == (True, ws.OP_TEXT, 5)
-    assert ws.decode_frame_start(b"\x09\x7e") == (False, ws.OP_PING, 126)
-    assert ws.decode_frame_start(b"\x8a\x7f") == (True, ws.OP_PONG, 127)
+    assert client.decode_frame_start(b"\x81\x05") == (True, client.OP_TEXT, 5)
+    assert client.decode_frame_start(b"\x09\x7e") == (False, client.OP_PING, 126)
+    assert client.decode_frame_start(b"\x8a\x7f") == (True, client.OP_PONG, 127)
 
 
 def test_decode_frame_start_refuses_a_masked_server_frame() -> None:
-    with pytest.raises(ws.BenchError, match="masked"):
-        ws.decode_frame_start(b"\x81\x85")
+    with pytest.raises(client.BenchError, match="masked"):
+        client.decode_frame_start(b"\x81\x85")
 
 
 # ---- servers -----------------------------------------------------------------------------------
