@@ -6,7 +6,7 @@ them from here adds nothing to a call. Pub/sub (`publish`, `subscribe`) goes thr
 arbiter's broker under hornbeam, and stays within the process elsewhere.
 """
 
-from hornbeam.pubsub.client import publish, subscribe
+from hornbeam.pubsub.client import publish, publish_async, subscribe
 from hornbeam.state import (
     decr,
     delete,
@@ -37,6 +37,7 @@ __all__ = [
     "get",
     "incr",
     "publish",
+    "publish_async",
     "set",
     "state_add",
     "state_clear",

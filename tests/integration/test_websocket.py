@@ -398,3 +398,18 @@ def test_wsgi_app_answers_an_upgrade_request_over_http(tmp_path: Path) -> None:
         assert response.body == str(worker).encode()
         assert served_pid(srv) == worker, "the worker died"
         assert "Traceback" not in srv.log()
+
+
+def test_access_log_has_a_line_per_websocket(tmp_path: Path) -> None:
+    with running(tmp_path, APP, "--access-log", "-") as srv:
+
+        async def client() -> None:
+            async with ws_connect(srv, "/echo?room=7") as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+
+        run(client())
+        deadline = time.monotonic() + 5
+        while '"GET /echo?room=7 HTTP/1.1" 101' not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.02)

@@ -67,3 +67,14 @@ def test_async_subscription_iterates_on_its_loop() -> None:
         return got
 
     assert asyncio.run(consume()) == [0, 1, 2]
+
+
+def test_publish_async_reaches_subscribers_without_blocking_the_loop() -> None:
+    from hornbeam.pubsub import client
+
+    async def scenario() -> tuple[int, object]:
+        with client.subscribe("async-topic") as subscription:
+            reached = await client.publish_async("async-topic", {"n": 1})
+            return reached, await subscription.__anext__()
+
+    assert asyncio.run(scenario()) == (1, {"n": 1})

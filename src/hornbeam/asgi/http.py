@@ -394,7 +394,13 @@ class AsgiHandler:
         from hornbeam.asgi.websocket import WebSocketSession
 
         return WebSocketSession(
-            conn, cycle, self.app, self.state, self.websocket_limits, self._checker
+            conn,
+            cycle,
+            self.app,
+            self.state,
+            self.websocket_limits,
+            self._checker,
+            self._access_log,
         )
 
     def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:

@@ -31,7 +31,7 @@ from hornbeam.http1.framing import ResponseFraming
 from hornbeam.http1.target import decode_path, split_target
 from hornbeam.http1.writer import HeaderChecker, error_response, reason_phrase
 from hornbeam.io.connection import HttpConnection, RequestCycle
-from hornbeam.logs import error_log
+from hornbeam.logs import AccessLog, error_log
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +53,10 @@ class WebSocketSession:
         state: dict[str, Any],
         limits: WebSocketLimits,
         checker: HeaderChecker,
+        access_log: AccessLog,
     ) -> None:
         self.conn = conn
+        self.access_log = access_log
         self.cycle = cycle
         self.app = app
         self.limits = limits
@@ -310,6 +312,12 @@ class WebSocketSession:
         code = protocol.close_code if protocol is not None and protocol.close_code else 1006
         self._peer_closed(int(code))
         self.conn.finish(self.cycle, keep_alive=False)
+        if self.accepted and self.access_log.enabled:
+            # one line per WebSocket, when it ends: 101 and how long it was open
+            client = self.conn.client
+            self.access_log.response(
+                self.cycle.event, self.cycle.started, client[0] if client else "", 101, 0, {}
+            )
 
     def shutdown(self) -> None:
         """The worker drains: going away (1001)."""

@@ -1,7 +1,8 @@
 """Publishing and subscribing from app code: through the arbiter's broker, or in-process.
 
 ``publish(topic, message) -> int`` works from any thread (WSGI app threads, the event loop,
-a script) and returns how many subscriptions, across all workers, it reached.
+a script) and returns how many subscriptions, across all workers, it reached; from a
+coroutine, ``await publish_async(...)`` does the same without holding up the event loop.
 ``subscribe(topic)`` returns a :class:`Subscription`: an async iterator when created on a
 running event loop (ASGI), a blocking iterator otherwise (WSGI threads). Outside hornbeam
 (tests, scripts) the same calls work within the process.
@@ -279,3 +280,8 @@ def publish(topic: str, message: Any) -> int:
 def subscribe(topic: str) -> Subscription:
     """Receive the messages published to ``topic`` from now on."""
     return default_hub().subscribe(topic)
+
+
+async def publish_async(topic: str, message: Any) -> int:
+    """:func:`publish` for coroutines: the broker round trip runs off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, publish, topic, message)
