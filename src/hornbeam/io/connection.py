@@ -426,10 +426,6 @@ class HttpConnection(asyncio.Protocol):
             else:
                 self.close()
 
-    def close_if_idle(self) -> None:
-        if self.cycle is None and not self.pipeline and not self.parser.in_message:
-            self.close()
-
     def _drop(self, cycle: RequestCycle) -> None:
         cycle.abandoned = True
         if cycle.timer is not None:

@@ -12,7 +12,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from hornbeam.http1.parser import Limits
 from hornbeam.http1.writer import DateHeader
@@ -104,9 +103,3 @@ class ServerContext:
         for conn in list(self.connections):
             conn.close(abort=not finished)
         return finished
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "connections": len(self.connections),
-            "connections_accepted": self.connections_accepted,
-        }
