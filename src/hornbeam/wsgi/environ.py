@@ -21,6 +21,7 @@ from hornbeam.wsgi.file_wrapper import FileWrapper
 # Header name (as sent) -> environ key, or "" for a header that must be dropped.
 _KEY_CACHE: dict[bytes, str] = {}
 _KEY_CACHE_LIMIT = 2048
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 _FORWARDED_KEYS = frozenset(
     {"HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_SCHEME"}
 )
@@ -76,17 +77,26 @@ def request_environ(
     conn_environ: dict[str, Any], request: Request, body: Any, trust: ProxyTrust
 ) -> dict[str, Any]:
     environ = conn_environ.copy()
-    raw_path, query = split_target(request.target)
-    path = decode_path(raw_path, "latin-1")
+    target = request.target
+    raw_uri = target.decode("latin-1")
+    if target[:1] == b"/" and b"%" not in target and b"?" not in target:
+        environ["PATH_INFO"], environ["QUERY_STRING"] = raw_uri, ""  # the common plain path
+    else:
+        raw_path, query = split_target(target)
+        environ["PATH_INFO"] = decode_path(raw_path, "latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
     environ["REQUEST_METHOD"] = request.method.decode("latin-1")
-    environ["PATH_INFO"] = path
-    environ["QUERY_STRING"] = query.decode("latin-1")
-    environ["RAW_URI"] = request.target.decode("latin-1")
-    environ["SERVER_PROTOCOL"] = "HTTP/" + request.http_version
+    environ["RAW_URI"] = raw_uri
+    environ["SERVER_PROTOCOL"] = _PROTOCOLS.get(request.http_version) or (
+        "HTTP/" + request.http_version
+    )
     environ["wsgi.input"] = body
     forwarded = False
+    cached_key = _KEY_CACHE.get
     for name, value in request.headers:
-        key = _environ_key(name)
+        key = cached_key(name)
+        if key is None:
+            key = _environ_key(name)
         if not key:
             continue
         text = value.decode("latin-1")

@@ -19,7 +19,7 @@ from hornbeam.io.channel import run_inline
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, error_log
 from hornbeam.wsgi.environ import base_environ, connection_environ, request_environ
-from hornbeam.wsgi.input import ClientDisconnected, StreamingInput
+from hornbeam.wsgi.input import EMPTY_INPUT, ClientDisconnected, StreamingInput
 from hornbeam.wsgi.pool import AppThreadPool, Schedule
 from hornbeam.wsgi.response import ResponseAborted, WsgiResponse
 
@@ -79,7 +79,7 @@ class WsgiHandler:
             )
         body = cycle.body
         if body is None:
-            stream: Any = io.BytesIO()
+            stream: Any = EMPTY_INPUT
         elif body.complete:
             assert isinstance(body, StreamingInput)
             stream = io.BytesIO(body.take_all_buffered())

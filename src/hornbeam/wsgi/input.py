@@ -164,3 +164,24 @@ class StreamingInput:
     def __iter__(self) -> Iterator[bytes]:
         while line := self.readline():
             yield line
+
+
+class _EmptyInput:
+    """``wsgi.input`` of a request without a body: one shared, stateless instance."""
+
+    __slots__ = ()
+
+    def read(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return b""
+
+    def readlines(self, hint: int = -1) -> list[bytes]:
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(())
+
+
+EMPTY_INPUT = _EmptyInput()
