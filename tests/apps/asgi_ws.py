@@ -46,6 +46,7 @@ async def accept_offered(scope, receive, send):
         "subprotocols": list(offered),
         "asgi": scope["asgi"],
         "header_names": [name.decode("latin-1") for name, _ in scope["headers"]],
+        "client_host": scope["client"][0] if scope["client"] else None,
     }
     await send({"type": "websocket.send", "text": json.dumps(report)})
     await _echo_until_disconnect(receive, send)

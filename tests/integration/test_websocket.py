@@ -413,3 +413,16 @@ def test_access_log_has_a_line_per_websocket(tmp_path: Path) -> None:
         while '"GET /echo?room=7 HTTP/1.1" 101' not in srv.log():
             assert time.monotonic() < deadline, srv.log()
             time.sleep(0.02)
+
+
+def test_forwarded_headers_from_a_trusted_proxy_set_client_and_wss(server: Server) -> None:
+    """127.0.0.1 is a trusted proxy by default (forwarded_allow_ips), as for HTTP."""
+
+    async def client() -> dict[str, Any]:
+        headers = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+        async with ws_connect(server, "/accept", additional_headers=headers) as ws:
+            return dict(json.loads(await ws.recv()))
+
+    scope = run(client())
+    assert scope["scheme"] == "wss"
+    assert scope["client_host"] == "203.0.113.9"

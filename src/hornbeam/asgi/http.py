@@ -330,12 +330,16 @@ def _checked_headers(headers: Any) -> list[tuple[bytes, bytes]]:
     return checked
 
 
-def http_scope(
-    conn: HttpConnection, event: Request, state: dict[str, Any], trust: ProxyTrust
+def connection_scope(
+    conn: HttpConnection, event: Request, state: dict[str, Any], trust: ProxyTrust, secure: bool
 ) -> dict[str, Any]:
+    """The scope keys HTTP and WebSocket share; ``scheme`` is "http"/"https" (callers map it).
+
+    ``client`` and the scheme follow X-Forwarded-* / Forwarded only from trusted proxies.
+    """
     raw_path, query = split_target(event.target)
     client: tuple[str, int] | None = conn.client
-    scheme = "http"
+    scheme = "https" if secure else "http"
     headers = [(name.lower(), value) for name, value in event.headers]
     if trust.enabled and client is not None and trust.trusts(client[0]):
         forwarded = {
@@ -349,21 +353,28 @@ def http_scope(
                 client = (host, 0)
             scheme = proto or scheme
     return {
-        "type": "http",
         "asgi": ASGI_VERSION,
         "http_version": event.http_version,
         "server": conn.server,
         "client": client,
         "scheme": scheme,
-        "method": event.method.decode("ascii"),
         "root_path": "",
         "path": decode_path(raw_path, "utf-8"),
         "raw_path": raw_path,
         "query_string": query,
         "headers": headers,
         "state": state.copy(),
-        "extensions": _EXTENSIONS,
     }
+
+
+def http_scope(
+    conn: HttpConnection, event: Request, state: dict[str, Any], trust: ProxyTrust
+) -> dict[str, Any]:
+    scope = connection_scope(conn, event, state, trust, secure=False)
+    scope["type"] = "http"
+    scope["method"] = event.method.decode("ascii")
+    scope["extensions"] = _EXTENSIONS
+    return scope
 
 
 class AsgiHandler:
@@ -397,7 +408,7 @@ class AsgiHandler:
             conn,
             cycle,
             self.app,
-            self.state,
+            connection_scope(conn, cycle.event, self.state, self._trust, secure=False),
             self.websocket_limits,
             self._checker,
             self._access_log,

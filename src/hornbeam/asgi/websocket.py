@@ -26,9 +26,8 @@ from websockets.http11 import Request as WsRequest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from hornbeam.asgi.http import ASGI_VERSION, AsgiApp, Message
+from hornbeam.asgi.http import AsgiApp, Message
 from hornbeam.http1.framing import ResponseFraming
-from hornbeam.http1.target import decode_path, split_target
 from hornbeam.http1.writer import HeaderChecker, error_response, reason_phrase
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, error_log
@@ -50,7 +49,7 @@ class WebSocketSession:
         conn: HttpConnection,
         cycle: RequestCycle,
         app: AsgiApp,
-        state: dict[str, Any],
+        scope: dict[str, Any],
         limits: WebSocketLimits,
         checker: HeaderChecker,
         access_log: AccessLog,
@@ -73,38 +72,26 @@ class WebSocketSession:
         self._last_heard = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
         self._denial: ResponseFraming | None = None
-        self.scope = self._scope(state)
+        self.scope = self._scope(scope)
         self._incoming.put_nowait({"type": "websocket.connect"})
         self.task = conn.ctx.loop.create_task(self._run())
 
     # ---- scope -------------------------------------------------------------------------------
-    def _scope(self, state: dict[str, Any]) -> dict[str, Any]:
-        event = self.cycle.event
-        raw_path, query = split_target(event.target)
-        headers = [(name.lower(), value) for name, value in event.headers]
+    @staticmethod
+    def _scope(shared: dict[str, Any]) -> dict[str, Any]:
+        """The WebSocket scope from the keys HTTP and WebSocket share."""
         offered = [
             proto.strip()
-            for name, value in headers
+            for name, value in shared["headers"]
             if name == b"sec-websocket-protocol"
             for proto in value.decode("latin-1").split(",")
             if proto.strip()
         ]
-        return {
-            "type": "websocket",
-            "asgi": ASGI_VERSION,
-            "http_version": event.http_version,
-            "scheme": "ws",
-            "server": self.conn.server,
-            "client": self.conn.client,
-            "root_path": "",
-            "path": decode_path(raw_path, "utf-8"),
-            "raw_path": raw_path,
-            "query_string": query,
-            "headers": headers,
-            "subprotocols": offered,
-            "state": state.copy(),
-            "extensions": {"websocket.http.response": {}},
-        }
+        shared["type"] = "websocket"
+        shared["scheme"] = "wss" if shared["scheme"] == "https" else "ws"
+        shared["subprotocols"] = offered
+        shared["extensions"] = {"websocket.http.response": {}}
+        return shared
 
     # ---- the app -----------------------------------------------------------------------------
     async def _run(self) -> None:
