@@ -119,9 +119,21 @@ class DateHeader:
             self.line = b"Date: %s\r\n" % formatdate(now or None, usegmt=True).encode("ascii")
 
 
-def error_response(status: int, detail: str, date: DateHeader, http_version: str = "1.1") -> bytes:
-    """A complete short ``text/plain`` response that also closes the connection."""
-    body = f"{reason_phrase(status).decode('latin-1')}\n{detail}\n".encode()
+def text_response(
+    status: int,
+    body: bytes,
+    date: DateHeader,
+    http_version: str = "1.1",
+    keep_alive: bool = False,
+    head_only: bool = False,
+) -> bytes:
+    """A complete short ``text/plain`` response the server makes itself."""
+    if not keep_alive:
+        connection = b"Connection: close\r\n"
+    elif http_version == "1.0":
+        connection = b"Connection: keep-alive\r\n"
+    else:
+        connection = b""
     return b"".join(
         (
             status_line(http_version, status),
@@ -129,7 +141,14 @@ def error_response(status: int, detail: str, date: DateHeader, http_version: str
             date.line,
             b"Content-Type: text/plain; charset=utf-8\r\n",
             b"Content-Length: %d\r\n" % len(body),
-            b"Connection: close\r\n\r\n",
-            body,
+            connection,
+            b"\r\n",
+            b"" if head_only else body,
         )
     )
+
+
+def error_response(status: int, detail: str, date: DateHeader, http_version: str = "1.1") -> bytes:
+    """A short ``text/plain`` error that also closes the connection."""
+    body = f"{reason_phrase(status).decode('latin-1')}\n{detail}\n".encode()
+    return text_response(status, body, date, http_version)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from hornbeam.http1.events import Data, EndOfMessage, Event, Request
 from hornbeam.http1.parser import ProtocolError, RequestParser
-from hornbeam.http1.writer import SERVER_HEADER, error_response
+from hornbeam.http1.writer import error_response, text_response
 from hornbeam.logs import error_log
 
 if TYPE_CHECKING:
@@ -280,23 +280,11 @@ class HttpConnection(asyncio.Protocol):
         ctx.handler.handle(self, cycle)
 
     def _answer_health(self, cycle: RequestCycle) -> None:
+        event = cycle.event
         status, body = (503, b"draining\n") if self.ctx.draining else (200, b"ok\n")
-        head = b"HTTP/%s %d %s\r\n" % (
-            cycle.event.http_version.encode(),
-            status,
-            b"OK" if status == 200 else b"Service Unavailable",
-        )
-        keep_alive = cycle.event.keep_alive and not self.ctx.draining
-        response = b"".join(
-            (
-                head,
-                SERVER_HEADER,
-                self.ctx.date.line,
-                b"Content-Type: text/plain\r\nContent-Length: %d\r\n" % len(body),
-                b"" if keep_alive else b"Connection: close\r\n",
-                b"\r\n",
-                b"" if cycle.event.method == b"HEAD" else body,
-            )
+        keep_alive = event.keep_alive and not self.ctx.draining
+        response = text_response(
+            status, body, self.ctx.date, event.http_version, keep_alive, event.method == b"HEAD"
         )
         self.write(cycle, response)
         self.finish(cycle, keep_alive)
