@@ -48,6 +48,7 @@ from hornbeam.loader import load_app, prepare_import_path
 from hornbeam.logs import configure, error_log
 from hornbeam.pubsub.broker import Broker
 from hornbeam.worker.control import Receiver
+from hornbeam.worker.process import Worker  # imported before fork: workers share its pages
 
 _SIGNALS = (
     signal.SIGHUP,
@@ -326,8 +327,6 @@ class Arbiter:
                 for fd in (*inherited_pipes, self._wakeup_r, self._wakeup_w):
                     with contextlib.suppress(OSError):
                         os.close(fd)
-                from hornbeam.worker.process import Worker
-
                 broker_path = self.broker.path if self.broker is not None else None
                 worker = Worker(
                     self.settings, slot, sockets, write_end, self.app, self.state, self, broker_path

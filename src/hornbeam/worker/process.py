@@ -20,11 +20,9 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from hornbeam.asgi.http import AsgiHandler
-from hornbeam.asgi.lifespan import Lifespan, LifespanFailure
-from hornbeam.asgi.websocket import WebSocketLimits
 from hornbeam.config import Settings
 from hornbeam.errors import EXIT_APP_LOAD, EXIT_OK, EXIT_WORKER_BOOT, AppLoadError
 from hornbeam.forwarded import ProxyTrust
@@ -37,7 +35,15 @@ from hornbeam.pubsub import client as pubsub
 from hornbeam.worker import control
 from hornbeam.wsgi.handler import WsgiHandler
 
+uvloop: ModuleType | None
+try:  # imported with this module (in the arbiter, before fork): one copy of its pages
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
+    uvloop = None
+
 if TYPE_CHECKING:
+    from hornbeam.asgi.http import AsgiHandler
+    from hornbeam.asgi.lifespan import Lifespan
     from hornbeam.state.runtime import StateRuntime
 
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -158,6 +164,11 @@ class Worker:
         handler: WsgiHandler | AsgiHandler
         lifespan: Lifespan | None = None
         if interface == "asgi":
+            # imported here: a WSGI worker never loads the ASGI and WebSocket stacks
+            from hornbeam.asgi.http import AsgiHandler
+            from hornbeam.asgi.lifespan import Lifespan, LifespanFailure
+            from hornbeam.asgi.websocket import WebSocketLimits
+
             lifespan = Lifespan(app, settings.lifespan, settings.lifespan_timeout)
             try:
                 await lifespan.startup()
@@ -265,13 +276,7 @@ class Worker:
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
-    loop: asyncio.AbstractEventLoop
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where it exists
-        loop = asyncio.new_event_loop()
-    else:
-        loop = uvloop.new_event_loop()
+    loop = asyncio.new_event_loop() if uvloop is None else uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.set_exception_handler(_log_loop_exception)
     return loop
