@@ -234,12 +234,27 @@ class BrokerHub(Hub):
             except OSError:
                 data = b""
             if not data:
-                return  # the arbiter is gone: the worker is being stopped
+                self._feed_lost(sock)
+                return
             for frame in reader.feed(data):
                 if frame[0] == "msg" and len(frame) == 3:
                     self._deliver_local(frame[1], frame[2])
                 elif frame[0] == "ok" and self._pending_acks:
                     self._pending_acks.popleft().set()
+
+    def _feed_lost(self, sock: socket.socket) -> None:
+        """The broker closed our feed: the worker is stopping, or we fell too far behind.
+
+        The next subscribe() opens a new feed; subscriptions of the lost one get no more
+        messages, which is logged rather than hidden.
+        """
+        with self._feed_lock:
+            if self._feed is sock:
+                self._feed = None
+            sock.close()
+            while self._pending_acks:
+                self._pending_acks.popleft().set()
+        error_log.warning("pub/sub: the link to the broker closed; its subscriptions end")
 
 
 _default: Hub | None = None
