@@ -84,11 +84,17 @@ class AppThreadPool:
             self._schedule(STALL, self._relieve)
 
     def _all_stalled(self, now: float) -> bool:
-        parked = len(self._parked)
-        running = [since for since in self._busy_since if since]
-        if len(running) + parked < len(self._threads):
-            return False  # a thread is between requests: it will take the work
-        return all(now - since >= STALL for since in running)
+        """Every running thread has been on its request for STALL (called per queued item:
+        it stops at the first thread that is not)."""
+        fresh = now - STALL
+        running = 0
+        for since in self._busy_since:
+            if since:
+                if since > fresh:
+                    return False
+                running += 1
+        # a thread neither running nor parked is between requests: it will take the work
+        return running + len(self._parked) >= len(self._threads)
 
     def _add_thread(self) -> None:
         try:
