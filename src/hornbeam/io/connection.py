@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from hornbeam.http1.events import Data, EndOfMessage, Event, Request
 from hornbeam.http1.parser import ProtocolError, RequestParser
-from hornbeam.http1.writer import error_response, text_response
+from hornbeam.http1.writer import CONTINUE_RESPONSE, error_response, text_response
 from hornbeam.logs import error_log
 
 if TYPE_CHECKING:
@@ -118,7 +118,6 @@ class HttpConnection(asyncio.Protocol):
         self.pipeline: deque[RequestCycle] = deque()
         self.idle_since = time.monotonic()
         self.closed = False
-        self.requests_served = 0
         self.adapter_cache: Any = None  # per-connection data of the adapter (WSGI environ base)
         self.upgraded: UpgradedSession | None = None  # set once a WebSocket took over
         # False while the transport's buffer is over its high-water mark (pause_writing);
@@ -309,7 +308,7 @@ class HttpConnection(asyncio.Protocol):
         if not cycle.continue_sent and not cycle.response_started and self.transport is not None:
             cycle.continue_sent = True
             if not self.closed:
-                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                self.transport.write(CONTINUE_RESPONSE)
 
     def write(self, cycle: RequestCycle, data: bytes) -> None:
         if cycle is self.cycle and not cycle.abandoned and not self.closed and data:
@@ -323,7 +322,6 @@ class HttpConnection(asyncio.Protocol):
         if cycle.timer is not None:
             cycle.timer.cancel()
         self.cycle = None
-        self.requests_served += 1
         if self.closed:
             return
         if not keep_alive or self.ctx.draining or not cycle.complete or cycle.abandoned:
