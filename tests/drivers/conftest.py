@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from hornbeam.asgi.http import AsgiApp
 from hornbeam.wsgi.handler import WsgiApp
 
 from wiring import LOOP_KINDS, LoopThread, WiredWorker
@@ -32,7 +33,7 @@ def wire(loop_thread: LoopThread) -> Iterator[Callable[..., WiredWorker]]:
     """``wire(app, **options)``: a WiredWorker on this test's loop, closed afterwards."""
     made: list[WiredWorker] = []
 
-    def make(app: WsgiApp, **options: Any) -> WiredWorker:
+    def make(app: WsgiApp | AsgiApp, **options: Any) -> WiredWorker:
         worker = WiredWorker(loop_thread, app, **options)
         made.append(worker)
         return worker

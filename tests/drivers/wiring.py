@@ -1,7 +1,8 @@
 """A worker's connection machinery inside the test process, driven over socketpairs.
 
 :class:`WiredWorker` wires a :class:`~hornbeam.io.server.ServerContext`, a
-:class:`~hornbeam.wsgi.handler.WsgiHandler` and a :class:`~hornbeam.io.channel.LoopChannel` the
+:class:`~hornbeam.wsgi.handler.WsgiHandler` (or, with ``asgi=True``, an
+:class:`~hornbeam.asgi.http.AsgiHandler`) and a :class:`~hornbeam.io.channel.LoopChannel` the
 way ``hornbeam.worker.process.Worker._serve`` does, on an event loop (asyncio or uvloop) run by
 a :class:`LoopThread`. Each :meth:`WiredWorker.connect` hands one end of a socketpair to the
 loop as an accepted connection and returns the other end, so a test talks to the real
@@ -19,6 +20,8 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from hornbeam.asgi.http import AsgiApp, AsgiHandler
+from hornbeam.asgi.websocket import WebSocketLimits
 from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.parser import Limits
 from hornbeam.io.channel import LoopChannel
@@ -67,8 +70,9 @@ class WiredWorker:
     def __init__(
         self,
         loop_thread: LoopThread,
-        app: WsgiApp,
+        app: WsgiApp | AsgiApp,
         *,
+        asgi: bool = False,
         threads: int = 4,
         request_timeout: float = 0.0,
         health_path: str | None = None,
@@ -88,15 +92,21 @@ class WiredWorker:
             post=channel.post,
             on_request_started=self._request_done,
         )
-        self.ctx.handler = WsgiHandler(
-            app,
-            threads=threads,
-            post=channel.post,
-            access_log=AccessLog("%(h)s %(r)s %(s)s"),
-            trust=ProxyTrust(["127.0.0.1"]),
-            on_stuck_request=self.stuck_reports.append,
-            schedule=loop_thread.loop.call_later,  # the handler runs on that loop's thread
-        )
+        access_log = AccessLog("%(h)s %(r)s %(s)s")
+        trust = ProxyTrust(["127.0.0.1"])
+        if asgi:
+            websocket_limits = WebSocketLimits(1 << 20, 60.0, 20.0, compress=False)
+            self.ctx.handler = AsgiHandler(app, {}, access_log, trust, websocket_limits)
+        else:
+            self.ctx.handler = WsgiHandler(
+                app,
+                threads=threads,
+                post=channel.post,
+                access_log=access_log,
+                trust=trust,
+                on_stuck_request=self.stuck_reports.append,
+                schedule=loop_thread.loop.call_later,  # the handler runs on that loop's thread
+            )
         self._client_sockets: list[socket.socket] = []
 
     def _request_done(self) -> None:

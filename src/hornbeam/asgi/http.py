@@ -451,6 +451,11 @@ class AsgiHandler:
                     event.target.decode("latin-1"),
                 )
                 self._fail(conn, cycle, http)
+        # Break the cycles task -> coroutine -> http -> task and cycle <-> http now, so a
+        # finished request is freed by reference counting, not left to the garbage collector
+        # (measured: one cyclic collection per ~700 requests, each a latency spike).
+        http.task = None
+        cycle.adapter = None
         if self._access_log.enabled:
             client = conn.client
             self._access_log.response(
