@@ -172,6 +172,23 @@ def test_waiting_work_is_looked_at_again_after_stall(
         timer.join(DEADLINE)
 
 
+def test_blocking_work_gets_every_waiting_item_a_thread_at_one_look(
+    gate: Gate, new_threads: Callable[[], set[threading.Thread]]
+) -> None:
+    """Threads that block (the CPU idles) get company for all waiting work at once, not one
+    more per STALL: a burst of short blocking requests must not queue behind each other."""
+    looks: list[Callable[[], None]] = []
+    pool = AppThreadPool(8, lambda delay, look: looks.append(look))
+    for _ in range(6):
+        pool.submit(gate.blocked_work)
+    wait_until(lambda: gate.started == 1)
+    assert gate.started == 1  # the others wait: nothing has measured the threads blocking yet
+    _stuck_longer_than_stall()  # the process idles meanwhile: its threads are blocked
+    looks.pop()()
+    wait_until(lambda: gate.started == 6)
+    assert len(new_threads()) == 6
+
+
 def test_survives_exceptions_in_work(
     caplog: pytest.LogCaptureFixture, new_threads: Callable[[], set[threading.Thread]]
 ) -> None:
