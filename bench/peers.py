@@ -27,7 +27,6 @@ from servers import (
     IDLE_CPU_THRESHOLD,
     IDLE_MAX_WAIT,
     BenchError,
-    ServerExited,
     ServerProcess,
     cpu_us_per_request,
     port_to_bind,
@@ -36,8 +35,6 @@ from servers import (
     wait_for_idle_machine,
     worker_processes,
 )
-
-from hornbeam.errors import EXIT_APP_LOAD
 
 APPS = "bench/apps"
 DICT_STATE = "bench/apps/dict_state"  # the per-process stand-in for hornbeam_erlang
@@ -244,7 +241,7 @@ class Measurement:
     server: str
     workers: int
     mode: str
-    status: str = "ok"  # ok, skipped or failed
+    status: str = "ok"  # ok or failed
     note: str = ""
     detail: str = ""  # why it failed, with the server's last log lines
     wrk: WrkResult | None = None
@@ -293,24 +290,11 @@ def measure_run(
                 result.cpu_us = cpu_us_per_request(before, after, result.wrk.requests, ticks_per_s)
                 result.rss_mb = sum(rss) / len(rss) if rss else None
     except BenchError as error:
-        status, note = _classify(run, error)
+        note = str(error).splitlines()[0].rstrip(":")[:100] + " (see Failures)"
         for result in results:
             if result.wrk is None:
-                result.status, result.note, result.detail = status, note, str(error)
+                result.status, result.note, result.detail = "failed", note, str(error)
     return results, record
-
-
-def _classify(run: Run, error: BenchError) -> tuple[str, str]:
-    """A hornbeam that refuses an ASGI app is a known gap (skipped); anything else failed."""
-    if (
-        isinstance(error, ServerExited)
-        and run.server.is_hornbeam
-        and run.case.interface == "asgi"
-        and error.returncode == EXIT_APP_LOAD
-        and "ASGI app" in error.log
-    ):
-        return "skipped", "ASGI not supported yet by hornbeam"
-    return "failed", str(error).splitlines()[0].rstrip(":")[:100] + " (see Failures)"
 
 
 # ---- report ----------------------------------------------------------------------------------

@@ -180,15 +180,24 @@ def test_only_peers_get_the_dict_state_stand_in() -> None:
     assert "dict_state" not in hello_env["PYTHONPATH"]
 
 
-def test_hornbeam_refusing_an_asgi_app_is_skipped_other_exits_fail() -> None:
+def test_hornbeam_exiting_on_an_asgi_case_fails_every_mode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     asgi_run = peers.Run(peers.CASES["asgi-hello"], peers.SERVERS["hornbeam"], 1)
-    refused = servers.ServerExited(4, "app: 'asgi_apps:hello' is an ASGI app; this version ...")
-    crashed = servers.ServerExited(1, "Traceback ...")
-    assert peers._classify(asgi_run, refused)[0] == "skipped"
-    assert "not supported yet" in peers._classify(asgi_run, refused)[1]
-    assert peers._classify(asgi_run, crashed)[0] == "failed"
-    uvicorn_run = peers.Run(peers.CASES["asgi-hello"], peers.SERVERS["uvicorn"], 1)
-    assert peers._classify(uvicorn_run, refused)[0] == "failed"
+    exited = servers.ServerExited(4, "app: 'asgi_apps:hello' could not be loaded ...")
+
+    def exits(*_: Any) -> Any:
+        raise exited
+
+    # No server is started and no idle wait is spent: the run fails as it begins.
+    monkeypatch.setattr(peers, "wait_for_idle_machine", lambda: "")
+    monkeypatch.setattr(peers, "serving", exits)
+    results, _ = peers.measure_run(asgi_run, ["keep-alive", "close"], 1, tmp_path)
+    assert [(m.mode, m.status, m.note) for m in results] == [
+        ("keep-alive", "failed", "server exited with code 4 (see Failures)"),
+        ("close", "failed", "server exited with code 4 (see Failures)"),
+    ]
+    assert all(m.detail == str(exited) and m.wrk is None for m in results)
 
 
 def _measured(server: str, rps: float, mode: str = "keep-alive") -> Any:
@@ -217,22 +226,22 @@ def test_ratios_compare_hornbeam_with_each_peer_in_the_same_group() -> None:
 
 
 def test_results_table_shows_figures_ratio_and_why_a_row_has_none() -> None:
-    skipped = peers.Measurement(
+    failed = peers.Measurement(
         "asgi-hello",
         "hornbeam",
         1,
         "keep-alive",
-        status="skipped",
-        note="ASGI not supported yet by hornbeam",
+        status="failed",
+        note="server exited with code 4 (see Failures)",
     )
     table = peers.results_table(
-        [_measured("hornbeam", 30000), _measured("gunicorn-sync", 20000), skipped]
+        [_measured("hornbeam", 30000), _measured("gunicorn-sync", 20000), failed]
     )
     rows = table.splitlines()
     assert len(rows) == 5
     assert rows[3].startswith("| wsgi-hello | 2 | keep-alive | gunicorn-sync | 20,000 | 1.00 |")
     assert "| 1.50x |" in rows[3]
-    assert rows[4].endswith("| skipped: ASGI not supported yet by hornbeam |")
+    assert rows[4].endswith("| failed: server exited with code 4 (see Failures) |")
     assert rows[4].count("—") == 7
 
 
