@@ -36,6 +36,9 @@ AsgiApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 HIGH_WATER = 256 * 1024
 _PATHSEND_CHUNK = 256 * 1024
+# isinstance() takes a tuple of types about twice as fast as the same types joined with "|".
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_SEQUENCES = (list, tuple)
 _EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.trailers": {},
     "http.response.pathsend": {},
@@ -209,7 +212,7 @@ class HttpCycle:
             self._trailers(message)
         elif kind == "http.response.body":
             body = message.get("body", b"")
-            if not isinstance(body, bytes | bytearray | memoryview):
+            if not isinstance(body, _BYTES_LIKE):
                 raise RuntimeError(f"ASGI: body must be bytes, not {type(body).__name__}")
             await self._body(bytes(body), bool(message.get("more_body", False)))
         elif kind == "http.response.pathsend":
@@ -255,7 +258,7 @@ class HttpCycle:
         date_line = self._conn.ctx.date.line
         raw_headers = self._headers
         key: Any = None
-        if isinstance(raw_headers, list | tuple):
+        if isinstance(raw_headers, _SEQUENCES):
             try:
                 key = (self.status, tuple(raw_headers), known_length)
                 hash(key)

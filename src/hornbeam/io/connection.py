@@ -255,7 +255,7 @@ class HttpConnection(asyncio.Protocol):
                 self.send_continue(cycle)
             if not cycle.complete:
                 return  # _on_end_of_message dispatches it
-        elif self._upgrades(cycle) and not cycle.complete:
+        elif cycle.event.upgrade is not None and self._upgrades(cycle) and not cycle.complete:
             return  # switch protocols once the whole upgrade request is in
         self._dispatch(cycle)
 
@@ -268,7 +268,7 @@ class HttpConnection(asyncio.Protocol):
         # Counted as it starts, so the request that ends a worker's life (max_requests)
         # already sees the worker draining and answers with "Connection: close".
         ctx.request_started()
-        if self._upgrades(cycle):
+        if cycle.event.upgrade is not None and self._upgrades(cycle):
             self.upgraded = ctx.handler.open_websocket(self, cycle)  # type: ignore[attr-defined]
             leftover = self.parser.take_upgrade_bytes()
             if leftover:

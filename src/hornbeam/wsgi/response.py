@@ -22,6 +22,9 @@ from hornbeam.wsgi.file_wrapper import FileWrapper
 
 # Bytes posted to the loop but not yet confirmed written, before a streaming thread waits.
 STREAM_WINDOW = 512 * 1024
+# isinstance() takes a tuple of types about twice as fast as the same types joined with "|".
+_BYTES_LIKE = (bytes, bytearray, memoryview)
+_SEQUENCES = (list, tuple)
 
 Post = Callable[..., None]
 
@@ -35,7 +38,6 @@ class WsgiResponse:
         "_cache",
         "_conn",
         "_cycle",
-        "_head_pending",
         "_post",
         "_unconfirmed",
         "checker",
@@ -64,7 +66,6 @@ class WsgiResponse:
         self.status_code = 0
         self.headers: list[tuple[str, str]] = []
         self.head_sent = False
-        self._head_pending = b""  # a head built but not yet handed to the connection
         self._unconfirmed = 0
 
     @property
@@ -102,7 +103,7 @@ class WsgiResponse:
         """The legacy ``write()`` callable of PEP 3333, and the path of every body chunk."""
         if self.status is None:
             raise AssertionError("write() before start_response() (PEP 3333)")
-        if not isinstance(data, bytes | bytearray | memoryview):
+        if not isinstance(data, _BYTES_LIKE):
             raise TypeError(f"WSGI body chunks must be bytes, not {type(data).__name__}")
         self._send(self._head(None) + self.framing.body(bytes(data)), final=False)
 
@@ -117,9 +118,7 @@ class WsgiResponse:
         """The head the first time (built now), then nothing."""
         if self.head_sent:
             return b""
-        if not self._head_pending:
-            self._head_pending = self._build_head(known_length)
-        head, self._head_pending = self._head_pending, b""
+        head = self._build_head(known_length)
         self.head_sent = True
         return head
 
@@ -178,7 +177,7 @@ class WsgiResponse:
     def send_iterable(self, result: Iterable[bytes]) -> None:
         """Send the app's whole response body, then finish the request."""
         framing = self.framing
-        if isinstance(result, list | tuple) and not self.head_sent:
+        if isinstance(result, _SEQUENCES) and not self.head_sent:
             # The whole body is known: one write with a Content-Length.
             body = b"".join(result)
             head = self._head(len(body))
