@@ -283,6 +283,17 @@ WEBSOCKET_HEAD = head(
 )
 
 
+def test_a_bad_host_is_refused_after_good_ones_on_the_same_connection() -> None:
+    """The parser remembers the last valid Host to skip checking it again; a different,
+    bad one on a later request of the same connection must still be refused."""
+    parser = RequestParser(Limits())
+    for _ in range(2):
+        assert isinstance(parser.feed(head(b"GET / HTTP/1.1", b"Host: a.example:80"))[0], Request)
+    with pytest.raises(ProtocolError) as refused:
+        parser.feed(head(b"GET / HTTP/1.1", b"Host: a.example/evil"))
+    assert refused.value.status == 400
+
+
 def test_take_upgrade_bytes_is_empty_before_any_upgrade() -> None:
     parser = RequestParser(Limits())
     parser.feed(head(b"GET / HTTP/1.1", b"Host: a"))

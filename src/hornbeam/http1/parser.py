@@ -155,6 +155,7 @@ class RequestParser:
         "_state",
         "_switch_body_left",
         "_target",
+        "_valid_host",
     )
 
     def __init__(self, limits: Limits) -> None:
@@ -176,6 +177,9 @@ class RequestParser:
         self._line_kind = _REQUEST_LINE
         self._kept: list[bytes] = []
         self._failure: ProtocolError | None = None
+        # The last Host value found valid: a connection sends the same one every time, and
+        # checking its bytes costs more than comparing it with this.
+        self._valid_host = b""
         self._llhttp = httptools.HttpRequestParser(self)
         # Let every digit.digit version through llhttp, so that on_headers_complete can answer
         # 505 to a well-formed unsupported one; malformed versions are still llhttp's 400.
@@ -247,7 +251,11 @@ class RequestParser:
         if version != "1.1" and version != "1.0":
             raise _version_refusal(version)
         fields = self._fields
-        content_length, chunked, expect_continue, upgrade = _framing(fields, version)
+        host, content_length, chunked, expect_continue, upgrade = _framing(fields, version)
+        if host != self._valid_host:
+            if host.translate(None, _HOST_BYTES):
+                raise ProtocolError(400, "the Host header field is not a host[:port]")
+            self._valid_host = host
         if content_length is not None and content_length > self._max_body:
             raise ProtocolError(
                 413, f"body of {content_length} bytes; the limit is {self._max_body}"
@@ -395,8 +403,9 @@ class RequestParser:
 
 def _framing(
     fields: list[tuple[bytes, bytes]], version: str
-) -> tuple[int | None, bool, bool, bytes | None]:
-    """Content-Length, chunked, Expect: 100-continue, Upgrade; refuses bad Host and codings."""
+) -> tuple[bytes, int | None, bool, bool, bytes | None]:
+    """Host, Content-Length, chunked, Expect: 100-continue, Upgrade; refuses bad codings and
+    a missing or repeated Host (the caller checks the Host value)."""
     hosts = 0
     host = b""
     content_length = None
@@ -422,14 +431,12 @@ def _framing(
             upgrade = value.lower()
     if hosts != 1 and (hosts or version == "1.1"):
         raise ProtocolError(400, "an HTTP/1.1 request needs exactly one Host header field")
-    if host.translate(None, _HOST_BYTES):
-        raise ProtocolError(400, "the Host header field is not a host[:port]")
     if codings and (codings > 1 or coding.lower() != b"chunked" or version == "1.0"):
         raise ProtocolError(
             400, "Transfer-Encoding must be exactly one field saying chunked, on HTTP/1.1"
         )
     expect_continue = version == "1.1" and expect.lower() == b"100-continue"
-    return content_length, codings != 0, expect_continue, upgrade
+    return host, content_length, codings != 0, expect_continue, upgrade
 
 
 def _version_refusal(version: str) -> ProtocolError:
