@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from hornbeam.wsgi import pool as pool_module
 from hornbeam.wsgi.pool import STALL, AppThreadPool
 
 DEADLINE = 5.0
@@ -172,21 +173,38 @@ def test_waiting_work_is_looked_at_again_after_stall(
         timer.join(DEADLINE)
 
 
-def test_blocking_work_gets_every_waiting_item_a_thread_at_one_look(
-    gate: Gate, new_threads: Callable[[], set[threading.Thread]]
+class FakeClock:
+    """Stands in for the pool's ``time`` module: wall and CPU clocks the test moves."""
+
+    def __init__(self) -> None:
+        self.wall = 100.0
+        self.cpu = 5.0
+
+    def monotonic(self) -> float:
+        return self.wall
+
+    def process_time(self) -> float:
+        return self.cpu
+
+
+def test_idle_time_before_work_does_not_read_as_blocking(
+    gate: Gate, new_threads: Callable[[], set[threading.Thread]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Threads that block (the CPU idles) get company for all waiting work at once, not one
-    more per STALL: a burst of short blocking requests must not queue behind each other."""
+    """CPU use is judged over the look's own window: a worker idle for a minute, then busy
+    computing while work waits, gets no second thread to fight over the GIL."""
+    clock = FakeClock()
+    monkeypatch.setattr(pool_module, "time", clock)
     looks: list[Callable[[], None]] = []
-    pool = AppThreadPool(8, lambda delay, look: looks.append(look))
-    for _ in range(6):
-        pool.submit(gate.blocked_work)
+    pool = AppThreadPool(4, lambda delay, look: looks.append(look))
+    clock.wall += 60  # no work for a minute
+    pool.submit(gate.blocked_work)
     wait_until(lambda: gate.started == 1)
-    assert gate.started == 1  # the others wait: nothing has measured the threads blocking yet
-    _stuck_longer_than_stall()  # the process idles meanwhile: its threads are blocked
+    pool.submit(gate.blocked_work)  # waits: the only thread is busy, and not yet stuck
+    clock.wall += STALL / 2
+    clock.cpu += STALL / 2  # the process computed through the whole window
     looks.pop()()
-    wait_until(lambda: gate.started == 6)
-    assert len(new_threads()) == 6
+    assert len(new_threads()) == 1
+    assert gate.started == 1
 
 
 def test_survives_exceptions_in_work(

@@ -4,12 +4,10 @@ The GIL runs one thread at a time, so a second thread running Python only fights
 for it (measured with the Flask demo on one worker: 1 app thread 8,700 req/s, 2 threads
 5,500). Yet a request that blocks (a database, ``time.sleep``) must not hold up the others.
 So the rule is: a request goes to a thread that is free; when none is, it waits for the next
-one to finish, unless the running threads are blocked. Every one of them has been on its
-request for ``STALL`` seconds: one more thread starts or wakes. The process used less than
-``BUSY`` of a CPU while work waited: every waiting request gets a thread, and until a later
-look finds the CPU busy again, a new request that finds no free thread gets one at once.
-The check repeats every ``STALL`` while work waits. When the CPU is full, a running thread
-parks. Up to ``size`` threads; idle ones cost nothing.
+one to finish, unless the running threads are blocked: every one of them has been on its
+request for ``STALL`` seconds, or the process used less than ``BUSY`` of a CPU while work
+waited. Then one more thread starts or wakes, and the check repeats every ``STALL``. When
+the CPU is full, a running thread parks. Up to ``size`` threads; idle ones cost nothing.
 
 The queues are C-level ``SimpleQueue``s and no Python lock is held per request: a lock
 contended under the GIL turns into a convoy (measured: 32 threads behind one
@@ -47,7 +45,9 @@ class AppThreadPool:
         # slot is written by its own thread only, so no lock is needed.
         self._busy_since: list[float] = []
         self._relief_pending = False
-        self._wall_mark, self._cpu_mark = time.monotonic(), time.process_time()
+        # CPU use is measured from when a look is armed to when it runs: idle time before work
+        # arrived must not read as "the threads are blocking".
+        self._wall_mark, self._cpu_mark = 0.0, 0.0
         self._busy = 1.0
         self._surplus = 0  # running threads asked to park at their next free moment
 
@@ -57,9 +57,7 @@ class AppThreadPool:
         try:
             self._idle.get_nowait()  # a waiting thread takes it
         except queue.Empty:
-            # No thread is free. Another one starts now if the last look found the threads
-            # blocking rather than computing, or if every running one is stuck.
-            if self._busy < BUSY or self._all_stalled(time.monotonic()):
+            if self._all_stalled(time.monotonic()):
                 self._add_thread()
         # A token may be stale (its thread took older work meanwhile): look again soon.
         self._arm()
@@ -71,18 +69,10 @@ class AppThreadPool:
         now, cpu = time.monotonic(), time.process_time()
         elapsed = now - self._wall_mark
         busy = (cpu - self._cpu_mark) / elapsed if elapsed > 0 else 1.0
-        self._wall_mark, self._cpu_mark = now, cpu
         self._busy = busy = 0.7 * self._busy + 0.3 * busy  # smoothed: GIL switches are bursty
-        waiting = self._work.qsize()
-        if not waiting:
+        if self._work.empty():
             return
-        if busy < BUSY:
-            # The threads are blocking, not computing: give every waiting request a thread
-            # now rather than one more per STALL (measured with 50 clients on a route that
-            # blocks 5 ms: one per STALL served 8,000 req/s with a p99 of 26 ms).
-            for _ in range(waiting):
-                self._add_thread()
-        elif self._all_stalled(now):
+        if busy < BUSY or self._all_stalled(now):
             self._add_thread()
         elif busy > SATURATED and len(self._threads) - len(self._parked) > 1:
             self._surplus = 1  # the CPU is full: one running thread fewer fights less for it
@@ -92,6 +82,7 @@ class AppThreadPool:
         """One look at waiting work STALL from now (at most one pending)."""
         if self._schedule is not None and not self._relief_pending:
             self._relief_pending = True
+            self._wall_mark, self._cpu_mark = time.monotonic(), time.process_time()
             self._schedule(STALL, self._relieve)
 
     def _all_stalled(self, now: float) -> bool:
