@@ -101,6 +101,27 @@ def test_name_cache_is_bounded_but_names_past_the_bound_are_still_checked() -> N
         checker.lower_name(b"Not A Token")
 
 
+@pytest.mark.parametrize(
+    "status",
+    ["200", "OK 200", "2OO OK", "200 OK\r\nX-Injected: 1", "200 OK\n", "200\0OK", b"200 OK"],
+)
+def test_bad_wsgi_status_lines_are_refused_even_after_good_ones(status: object) -> None:
+    checker = HeaderChecker(cache_limit=3)
+    for good in ("200 OK", "404 Not Found", "201 Created", "204 No Content"):
+        checker.status_code(good)  # the fourth is past the cache's bound
+    with pytest.raises(HeaderError):
+        checker.status_code(status)
+
+
+def test_wsgi_status_code_is_read_from_the_line() -> None:
+    checker = HeaderChecker()
+    assert [checker.status_code(s) for s in ("200 OK", "418 I'm a teapot", "200 OK")] == [
+        200,
+        418,
+        200,
+    ]
+
+
 # --- body rules ---------------------------------------------------------------------------------
 
 

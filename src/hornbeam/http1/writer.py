@@ -70,14 +70,29 @@ def body_allowed(status: int, method: bytes) -> bool:
 
 
 class HeaderChecker:
-    """Validates header names once each (bounded cache) and values every time."""
+    """Validates header names and WSGI status lines once each (bounded caches) and header
+    values every time."""
 
-    __slots__ = ("_limit", "_names")
+    __slots__ = ("_limit", "_names", "_statuses")
 
     def __init__(self, cache_limit: int = 1024) -> None:
         # encoded name -> its lower-cased str form
         self._names: dict[bytes, str] = {}
+        self._statuses: dict[str, int] = {}  # WSGI status line -> its code
         self._limit = cache_limit
+
+    def status_code(self, status: object) -> int:
+        """The code of a WSGI status line like ``"200 OK"``, after checking the line."""
+        code = self._statuses.get(status) if type(status) is str else None
+        if code is None:
+            if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit():
+                raise HeaderError(f"WSGI status {status!r} is not like '200 OK'")
+            if "\r" in status or "\n" in status or "\0" in status:
+                raise HeaderError("WSGI status contains CR, LF or NUL; refused")
+            code = int(status[:3])
+            if len(self._statuses) < self._limit:
+                self._statuses[status] = code
+        return code
 
     def lower_name(self, name: bytes) -> str:
         """The lower-cased name after checking it is an RFC 9110 token."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hornbeam.http1.framing import HeadCache, ResponseFraming
-from hornbeam.http1.writer import HeaderChecker, HeaderError
+from hornbeam.http1.writer import HeaderChecker
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.wsgi.file_wrapper import FileWrapper
 
@@ -88,14 +88,11 @@ class WsgiResponse:
                 exc_info = None
         elif self.status is not None:
             raise AssertionError("start_response() called again without exc_info (PEP 3333)")
-        if not isinstance(status, str) or len(status) < 4 or not status[:3].isdigit():
-            raise HeaderError(f"WSGI status {status!r} is not like '200 OK'")
-        if "\r" in status or "\n" in status or "\0" in status:
-            raise HeaderError("WSGI status contains CR, LF or NUL; refused")
+        code = self.checker.status_code(status)
         if not isinstance(headers, list):
             raise TypeError(f"WSGI response headers must be a list, not {type(headers).__name__}")
         self.status = status
-        self.status_code = int(status[:3])
+        self.status_code = code
         self.headers = headers
         return self.write
 
