@@ -258,13 +258,13 @@ class HttpCycle:
         date_line = self._conn.ctx.date.line
         raw_headers = self._headers
         key: Any = None
+        head = None
         if isinstance(raw_headers, _SEQUENCES):
+            key = (self.status, tuple(raw_headers), known_length)
             try:
-                key = (self.status, tuple(raw_headers), known_length)
-                hash(key)
+                head = self.framing.cached_head(self._heads, key, date_line)
             except TypeError:  # headers given as lists: build without the cache
                 key = None
-        head = self.framing.cached_head(self._heads, key, date_line) if key is not None else None
         if head is None:
             head = self.framing.head(
                 self.status,

@@ -41,26 +41,24 @@ class _CachedHead:
         self.header_map = header_map
 
 
-class HeadCache:
+class HeadCache(dict[Hashable, _CachedHead]):
     """Heads already built and checked, per worker: most responses repeat a few shapes.
 
-    Bounded: when full it is emptied, so responses that never repeat (a fresh cookie each
-    time) cost one dict insert, not memory.
+    A dict, so a lookup is dict.get itself (no Python call per response). Bounded: when
+    full it is emptied, so responses that never repeat (a fresh cookie each time) cost one
+    dict insert, not memory.
     """
 
-    __slots__ = ("_entries", "_limit")
+    __slots__ = ("_limit",)
 
     def __init__(self, limit: int = 512) -> None:
-        self._entries: dict[Hashable, _CachedHead] = {}
+        super().__init__()
         self._limit = limit
 
-    def get(self, key: Hashable) -> _CachedHead | None:
-        return self._entries.get(key)
-
     def put(self, key: Hashable, entry: _CachedHead) -> None:
-        if len(self._entries) >= self._limit:
-            self._entries.clear()
-        self._entries[key] = entry
+        if len(self) >= self._limit:
+            self.clear()
+        self[key] = entry
 
 
 class ResponseFraming:
@@ -84,7 +82,10 @@ class ResponseFraming:
         self.header_map: dict[str, str] = {}  # lower-cased names, for logs and hooks
 
     def cached_head(self, cache: HeadCache, key: Hashable, date_line: bytes) -> bytes | None:
-        """The head built before for the same ``key`` and request shape, or None."""
+        """The head built before for the same ``key`` and request shape, or None.
+
+        Raises TypeError when ``key`` holds something unhashable (header values in lists).
+        """
         request = self._request
         entry = cache.get((key, request.http_version, request.method == b"HEAD", self.keep_alive))
         if entry is None:

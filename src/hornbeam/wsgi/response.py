@@ -123,15 +123,13 @@ class WsgiResponse:
         if self.status is None:
             raise AssertionError("the app returned without calling start_response() (PEP 3333)")
         date_line = self._conn.ctx.date.line
+        key: Any = (self.status, tuple(self.headers), known_length)
         try:
-            key: Any = (self.status, tuple(self.headers), known_length)
-            hash(key)
-        except TypeError:  # headers that are lists, not tuples: build without the cache
-            key = None
-        if key is not None:
             cached = self.framing.cached_head(self._cache, key, date_line)
-            if cached is not None:
-                return cached
+        except TypeError:  # headers that are lists, not tuples: build without the cache
+            key = cached = None
+        if cached is not None:
+            return cached
         encoded = []
         for name, value in self.headers:
             if not isinstance(name, str) or not isinstance(value, str):
