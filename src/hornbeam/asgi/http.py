@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.events import Request
 from hornbeam.http1.framing import HeadCache, ResponseFraming
-from hornbeam.http1.target import decode_path, split_target
+from hornbeam.http1.target import PERCENT, QUESTION_MARK, decode_path, split_target
 from hornbeam.http1.writer import HeaderChecker, HeaderError, error_response, reason_phrase
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, error_log
@@ -36,6 +36,9 @@ AsgiApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 HIGH_WATER = 256 * 1024
 _PATHSEND_CHUNK = 256 * 1024
+_FORWARDED_NAMES = frozenset(
+    (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-scheme")
+)
 # isinstance() takes a tuple of types about twice as fast as the same types joined with "|".
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _SEQUENCES = (list, tuple)
@@ -340,17 +343,20 @@ def connection_scope(
 
     ``client`` and the scheme follow X-Forwarded-* / Forwarded only from trusted proxies.
     """
-    raw_path, query = split_target(event.target)
+    target = event.target
+    if target[:1] == b"/" and PERCENT not in target and QUESTION_MARK not in target:
+        raw_path, query, path = target, b"", target.decode("ascii")  # the common plain path
+    else:
+        raw_path, query = split_target(target)
+        path = decode_path(raw_path, "utf-8")
     client: tuple[str, int] | None = conn.client
     scheme = "https" if secure else "http"
     headers = [(name.lower(), value) for name, value in event.headers]
-    if trust.enabled and client is not None and trust.trusts(client[0]):
+    if trust.enabled and client is not None:
         forwarded = {
-            n.decode("latin-1"): v.decode("latin-1")
-            for n, v in headers
-            if n in (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-scheme")
+            n.decode("latin-1"): v.decode("latin-1") for n, v in headers if n in _FORWARDED_NAMES
         }
-        if forwarded:
+        if forwarded and trust.trusts(client[0]):
             host, proto = trust.client_and_scheme(forwarded)
             if host:
                 client = (host, 0)
@@ -362,7 +368,7 @@ def connection_scope(
         "client": client,
         "scheme": scheme,
         "root_path": "",
-        "path": decode_path(raw_path, "utf-8"),
+        "path": path,
         "raw_path": raw_path,
         "query_string": query,
         "headers": headers,
