@@ -284,16 +284,16 @@ class HttpCycle:
 
     async def _body(self, data: bytes, more: bool) -> None:
         framing, conn = self.framing, self._conn
-        out = self._head(None if more else len(data)) + framing.body(data)
+        head = self._head(None if more else len(data))
         if more:
-            conn.write(self._cycle, out)
+            conn.write(self._cycle, head + framing.body(data))
             if not conn.writable:
                 await conn.drained()
         elif self._trailers_announced:
-            conn.write(self._cycle, out)
+            conn.write(self._cycle, head + framing.body(data))
             self._waiting_for_trailers = True
         else:
-            self._finish(out + framing.end())
+            self._finish(head, framing.body(data) + framing.end())
 
     def _trailers(self, message: Message) -> None:
         if self._trailers_sent_on_wire and self.framing.chunked:
@@ -319,9 +319,9 @@ class HttpCycle:
                     await conn.drained()
         self._finish(self.framing.end())
 
-    def _finish(self, data: bytes) -> None:
+    def _finish(self, data: bytes, body: bytes = b"") -> None:
         self.complete = True
-        self._conn.write_and_finish(self._cycle, data, self.framing.keep_alive)
+        self._conn.write_and_finish(self._cycle, data, self.framing.keep_alive, body)
         if self._done is not None:
             self._done.set()
 

@@ -146,12 +146,13 @@ class WsgiResponse:
             key,
         )
 
-    def _send(self, data: bytes, final: bool) -> None:
+    def _send(self, data: bytes, final: bool, body: bytes = b"") -> None:
+        """Hand ``data`` (and, when final, a whole ``body`` kept apart) to the connection."""
         conn = self._conn
         if conn.closed or self._cycle.abandoned:
             raise ResponseAborted("client disconnected")
         if final:
-            self._post(conn.write_and_finish, self._cycle, data, self.framing.keep_alive)
+            self._post(conn.write_and_finish, self._cycle, data, self.framing.keep_alive, body)
             return
         if data:
             self._post(conn.write, self._cycle, data)
@@ -176,7 +177,7 @@ class WsgiResponse:
             # The whole body is known: one write with a Content-Length.
             body = b"".join(result)
             head = self._head(len(body))
-            self._send(head + framing.body(body) + framing.end(), final=True)
+            self._send(head, final=True, body=framing.body(body) + framing.end())
             return
         if isinstance(result, FileWrapper) and self._try_sendfile(result):
             return
