@@ -217,7 +217,10 @@ class HttpCycle:
             body = message.get("body", b"")
             if not isinstance(body, _BYTES_LIKE):
                 raise RuntimeError(f"ASGI: body must be bytes, not {type(body).__name__}")
-            await self._body(bytes(body), bool(message.get("more_body", False)))
+            more = bool(message.get("more_body", False))
+            self._body(bytes(body), more)
+            if more and not self._conn.writable:
+                await self._conn.drained()  # the client reads slower than the app writes
         elif kind == "http.response.pathsend":
             await self._pathsend(str(message["path"]))
         else:
@@ -282,13 +285,11 @@ class HttpCycle:
         self.head_sent = True
         return head
 
-    async def _body(self, data: bytes, more: bool) -> None:
+    def _body(self, data: bytes, more: bool) -> None:
         framing, conn = self.framing, self._conn
         head = self._head(None if more else len(data))
         if more:
             conn.write(self._cycle, head + framing.body(data))
-            if not conn.writable:
-                await conn.drained()
         elif self._trailers_announced:
             conn.write(self._cycle, head + framing.body(data))
             self._waiting_for_trailers = True
