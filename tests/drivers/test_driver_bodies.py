@@ -7,6 +7,7 @@ the wire) so a response that wrote too much or too little would break the next o
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -54,3 +55,35 @@ def test_bodies_around_the_copy_limit_arrive_whole(
         assert full.complete and full.body == body_of(f"/{size}")
         assert full.header("Content-Length") == str(size)
         assert head_only.body == b"" and head_only.header("Content-Length") == str(size)
+
+
+CHUNK = 64 * 1024
+STREAM_CHUNKS = 800  # 50 MiB: far more than the socket and transport buffers hold
+
+
+def test_asgi_stream_waits_for_a_client_that_does_not_read(wire: Wire) -> None:
+    """``send`` with more_body blocks while the transport is over its high-water mark, so an
+    app streaming to a client that stopped reading does not pile the body up in memory."""
+    sent: list[int] = []
+
+    async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for index in range(STREAM_CHUNKS):
+            await send({"type": "http.response.body", "body": b"x" * CHUNK, "more_body": True})
+            sent.append(index)
+        await send({"type": "http.response.body", "body": b""})
+
+    client, _ = wire(stream, asgi=True).connect()
+    client.sendall(build_request("/"))
+    deadline = time.monotonic() + 5
+    previous = -1
+    while time.monotonic() < deadline:  # wait until the app stops making progress
+        time.sleep(0.1)
+        if len(sent) == previous:
+            break
+        previous = len(sent)
+    assert len(sent) < STREAM_CHUNKS // 4, f"{len(sent)} chunks sent to a client reading nothing"
+    reader = ResponseReader(client, timeout=30)
+    response = reader.read()
+    assert response.complete and len(response.body) == CHUNK * STREAM_CHUNKS
+    assert len(sent) == STREAM_CHUNKS
