@@ -112,24 +112,24 @@ class WsgiResponse:
 
     # ---- internals ---------------------------------------------------------------------------
     def _head(self, known_length: int | None) -> bytes:
-        """The head the first time (built now), then nothing."""
+        """The head the first time (built now, or taken from the cache), then nothing."""
         if self.head_sent:
             return b""
-        head = self._build_head(known_length)
-        self.head_sent = True
-        return head
-
-    def _build_head(self, known_length: int | None) -> bytes:
         if self.status is None:
             raise AssertionError("the app returned without calling start_response() (PEP 3333)")
         date_line = self._conn.ctx.date.line
         key: Any = (self.status, tuple(self.headers), known_length)
         try:
-            cached = self.framing.cached_head(self._cache, key, date_line)
+            head = self.framing.cached_head(self._cache, key, date_line)
         except TypeError:  # headers that are lists, not tuples: build without the cache
-            key = cached = None
-        if cached is not None:
-            return cached
+            key = head = None
+        if head is None:
+            head = self._build_head(known_length, date_line, key)
+        self.head_sent = True
+        return head
+
+    def _build_head(self, known_length: int | None, date_line: bytes, key: Any) -> bytes:
+        assert self.status is not None
         encoded = []
         for name, value in self.headers:
             if not isinstance(name, str) or not isinstance(value, str):
