@@ -64,7 +64,9 @@ class WsgiResponse:
         self.framing = ResponseFraming(cycle.event, conn.ctx.draining)
         self.status: str | None = None
         self.status_code = 0
-        self.headers: list[tuple[str, str]] = []
+        # What the app passed, checked here with messages that name the problem (typed Any
+        # so that compiled builds do not refuse it first with a bare TypeError).
+        self.headers: Any = []
         self.head_sent = False
         self._unconfirmed = 0
 
@@ -78,7 +80,7 @@ class WsgiResponse:
 
     # ---- PEP 3333 ----------------------------------------------------------------------------
     def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        self, status: Any, headers: Any, exc_info: Any = None
     ) -> Callable[[bytes], None]:
         if exc_info:
             try:
@@ -96,7 +98,7 @@ class WsgiResponse:
         self.headers = headers
         return self.write
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Any) -> None:
         """The legacy ``write()`` callable of PEP 3333, and the path of every body chunk."""
         if self.status is None:
             raise AssertionError("write() before start_response() (PEP 3333)")

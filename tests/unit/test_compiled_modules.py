@@ -1,0 +1,46 @@
+"""A source checkout refuses to run compiled modules older than their sources."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from hornbeam import refuse_stale_compiled_modules
+
+COMPILED = "parser.cpython-311-x86_64-linux-gnu.so"
+
+
+def checkout(root: Path, with_setup: bool = True) -> Path:
+    package = root / "src" / "hornbeam" / "http1"
+    package.mkdir(parents=True)
+    if with_setup:
+        (root / "setup.py").write_text("")
+    (package / "parser.py").write_text("")
+    (package / COMPILED).write_bytes(b"")
+    return root / "src" / "hornbeam"
+
+
+def age(path: Path, seconds: float) -> None:
+    stamp = path.stat().st_mtime - seconds
+    os.utime(path, (stamp, stamp))
+
+
+def test_a_source_edited_after_compiling_is_refused(tmp_path: Path) -> None:
+    package = checkout(tmp_path)
+    age(package / "http1" / COMPILED, 60)
+    with pytest.raises(ImportError, match=r"parser\.py changed after it was compiled"):
+        refuse_stale_compiled_modules(package)
+
+
+def test_a_fresh_build_passes(tmp_path: Path) -> None:
+    package = checkout(tmp_path)
+    age(package / "http1" / "parser.py", 60)
+    refuse_stale_compiled_modules(package)
+
+
+def test_an_installed_package_is_not_checked(tmp_path: Path) -> None:
+    package = checkout(tmp_path, with_setup=False)
+    age(package / "http1" / COMPILED, 60)
+    refuse_stale_compiled_modules(package)
