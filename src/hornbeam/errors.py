@@ -42,3 +42,8 @@ class WorkerBootError(HornbeamError):
     """A worker process failed while starting."""
 
     exit_code = EXIT_WORKER_BOOT
+
+
+class ClientDisconnected(OSError):
+    """The client went away mid-request: a body read (WSGI ``wsgi.input``) or a ``send()``
+    (ASGI) that can no longer succeed. An OSError, as the ASGI spec asks of it."""

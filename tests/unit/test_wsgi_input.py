@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from hornbeam.wsgi.input import HIGH_WATER, LOW_WATER, ClientDisconnected, StreamingInput
+from hornbeam.errors import ClientDisconnected
+from hornbeam.wsgi.input import HIGH_WATER, LOW_WATER, StreamingInput
 
 DEADLINE = 5.0
 

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from hornbeam.errors import ClientDisconnected
 from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.events import Request
 from hornbeam.http1.framing import HeadCache, ResponseFraming
@@ -47,10 +48,6 @@ _EXTENSIONS: dict[str, dict[str, Any]] = {
     "http.response.pathsend": {},
     "http.response.informational": {},
 }
-
-
-class ClientDisconnected(OSError):
-    """``send()`` on a connection the client has closed (ASGI: an IOError subclass)."""
 
 
 class AsyncBody:

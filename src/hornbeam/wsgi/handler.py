@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from hornbeam.errors import ClientDisconnected
 from hornbeam.forwarded import ProxyTrust
 from hornbeam.http1.framing import HeadCache
 from hornbeam.http1.writer import HeaderChecker, error_response
@@ -19,7 +20,7 @@ from hornbeam.io.channel import run_inline
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, error_log
 from hornbeam.wsgi.environ import base_environ, connection_environ, request_environ
-from hornbeam.wsgi.input import EMPTY_INPUT, ClientDisconnected, StreamingInput
+from hornbeam.wsgi.input import EMPTY_INPUT, StreamingInput
 from hornbeam.wsgi.pool import AppThreadPool, Schedule
 from hornbeam.wsgi.response import ResponseAborted, WsgiResponse
 

@@ -12,12 +12,10 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from hornbeam.errors import ClientDisconnected
+
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
-
-
-class ClientDisconnected(OSError):
-    """The client went away before sending the whole request body."""
 
 
 class StreamingInput:
