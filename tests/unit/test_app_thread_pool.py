@@ -207,6 +207,62 @@ def test_idle_time_before_work_does_not_read_as_blocking(
     assert gate.started == 1
 
 
+class FakePressure:
+    """Stands in for the machine's CPU pressure counter (PSI, microseconds of waiting)."""
+
+    def __init__(self) -> None:
+        self.total = 1_000_000
+
+    def __call__(self) -> int:
+        return self.total
+
+
+@pytest.mark.parametrize(("waited_share", "threads_after_look"), [(0.0, 4), (0.5, 2)])
+def test_blocking_threads_get_company_for_all_waiting_work_unless_the_cpu_is_contended(
+    gate: Gate,
+    new_threads: Callable[[], set[threading.Thread]],
+    monkeypatch: pytest.MonkeyPatch,
+    waited_share: float,
+    threads_after_look: int,
+) -> None:
+    """Little CPU used while work waits means blocking threads only if no task waited for a
+    CPU meanwhile: then every waiting request gets a thread at one look. On a contended
+    machine the same reading means CPU starvation, and one thread more is all it gets."""
+    clock, pressure = FakeClock(), FakePressure()
+    monkeypatch.setattr(pool_module, "time", clock)
+    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    looks: list[Callable[[], None]] = []
+    pool = AppThreadPool(8, lambda delay, look: looks.append(look))
+    for _ in range(4):
+        pool.submit(gate.blocked_work)
+    wait_until(lambda: gate.started == 1)
+    window = STALL / 2  # shorter than STALL: the running thread does not count as stuck
+    clock.wall += window  # the process used no CPU meanwhile
+    pressure.total += int(window * 1e6 * waited_share)
+    looks.pop()()
+    wait_until(lambda: gate.started == threads_after_look)
+    assert len(new_threads()) == threads_after_look
+
+
+def test_after_a_look_finds_blocking_new_work_gets_a_thread_at_once(
+    gate: Gate, new_threads: Callable[[], set[threading.Thread]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, pressure = FakeClock(), FakePressure()
+    monkeypatch.setattr(pool_module, "time", clock)
+    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    looks: list[Callable[[], None]] = []
+    pool = AppThreadPool(8, lambda delay, look: looks.append(look))
+    pool.submit(gate.blocked_work)
+    pool.submit(gate.blocked_work)
+    wait_until(lambda: gate.started == 1)
+    clock.wall += STALL / 2  # no CPU used, no task waited for a CPU: the thread blocks
+    looks.pop()()
+    wait_until(lambda: gate.started == 2)
+    pool.submit(gate.blocked_work)  # no free thread, no look needed
+    wait_until(lambda: gate.started == 3)
+    assert len(new_threads()) == 3
+
+
 def test_survives_exceptions_in_work(
     caplog: pytest.LogCaptureFixture, new_threads: Callable[[], set[threading.Thread]]
 ) -> None:
