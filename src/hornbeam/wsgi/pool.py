@@ -10,9 +10,10 @@ waited. Then one more thread starts or wakes, and the check repeats every ``STAL
 use alone is ambiguous: blocked threads, or a process starved of CPU by others. Linux's CPU
 pressure counter (PSI) tells them apart: when no task waited for a CPU meanwhile, the threads
 are blocking, so every waiting request gets a thread at once, and so does new work that
-finds none free until a look says otherwise (a route sleeping 5 ms: 0.85x -> 0.95-0.98x
-granian, p99 26 -> 7 ms). When the CPU is full, a running thread parks. Up to ``size``
-threads; idle ones cost nothing.
+finds none free, as long as one running request has lasted ``BLOCKED`` (a route sleeping
+5 ms: 0.85x -> 0.95-0.98x granian, p99 26 -> 7 ms). That last condition keeps a misreading
+(a look that falls where a load stops) from growing threads for quick requests. When the
+CPU is full, a running thread parks. Up to ``size`` threads; idle ones cost nothing.
 
 The queues are C-level ``SimpleQueue``s and no Python lock is held per request: a lock
 contended under the GIL turns into a convoy (measured: 32 threads behind one
@@ -30,6 +31,9 @@ from typing import Any
 from hornbeam.logs import error_log
 
 STALL = 0.01  # seconds on one request after which a thread counts as blocked
+# Once a look found the threads blocking, seconds on one request after which they count as
+# blocked: far longer than a request that computes without blocking takes.
+BLOCKED = 0.001
 BUSY = 0.8  # below this share of a CPU while work waits, the running threads are blocking
 SATURATED = 0.95  # above it, more running threads only fight over the GIL
 # Share of the time some task on this machine waited for a CPU (Linux PSI), below which a
@@ -70,7 +74,8 @@ class AppThreadPool:
         try:
             self._idle.get_nowait()  # a waiting thread takes it
         except queue.Empty:
-            if self._blocking or self._all_stalled(time.monotonic()):
+            now = time.monotonic()
+            if (self._blocking and self._held_longest(now) >= BLOCKED) or self._all_stalled(now):
                 self._add_thread()
         # A token may be stale (its thread took older work meanwhile): look again soon.
         self._arm()
@@ -93,7 +98,7 @@ class AppThreadPool:
         waiting = self._work.qsize()
         if not waiting:
             return
-        if self._blocking:
+        if self._blocking and self._held_longest(now) >= BLOCKED:
             for _ in range(waiting):
                 self._add_thread()
         elif busy < BUSY or self._all_stalled(now):
@@ -109,6 +114,11 @@ class AppThreadPool:
             self._wall_mark, self._cpu_mark = time.monotonic(), time.process_time()
             self._pressure_mark = _cpu_pressure_us()
             self._schedule(STALL, self._relieve)
+
+    def _held_longest(self, now: float) -> float:
+        """How long the oldest request still running has been running (0.0 for none)."""
+        started = [since for since in self._busy_since if since]
+        return now - min(started) if started else 0.0
 
     def _all_stalled(self, now: float) -> bool:
         """Every running thread has been on its request for STALL (called per queued item:
