@@ -12,6 +12,14 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+# The fields a trusted proxy may set, by lower-cased name, and the forms the adapters meet
+# them in: ASGI header names (bytes) and WSGI environ keys.
+FORWARDING_FIELDS = ("forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-scheme")
+FORWARDING_HEADER_NAMES = frozenset(name.encode("ascii") for name in FORWARDING_FIELDS)
+FORWARDING_ENVIRON_KEYS = {
+    "HTTP_" + name.upper().replace("-", "_"): name for name in FORWARDING_FIELDS
+}
+
 
 class ProxyTrust:
     def __init__(self, allow: Iterable[str]) -> None:
@@ -68,12 +76,7 @@ class ProxyTrust:
         return client, scheme
 
     def apply_to_environ(self, environ: dict[str, Any]) -> None:
-        headers = {
-            "forwarded": environ.get("HTTP_FORWARDED", ""),
-            "x-forwarded-for": environ.get("HTTP_X_FORWARDED_FOR", ""),
-            "x-forwarded-proto": environ.get("HTTP_X_FORWARDED_PROTO", ""),
-            "x-forwarded-scheme": environ.get("HTTP_X_FORWARDED_SCHEME", ""),
-        }
+        headers = {name: environ.get(key, "") for key, name in FORWARDING_ENVIRON_KEYS.items()}
         if not any(headers.values()):
             return
         client, scheme = self.client_and_scheme(headers)

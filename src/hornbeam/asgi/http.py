@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from hornbeam.errors import ClientDisconnected
-from hornbeam.forwarded import ProxyTrust
+from hornbeam.forwarded import FORWARDING_HEADER_NAMES, ProxyTrust
 from hornbeam.http1.events import Request
 from hornbeam.http1.framing import HeadCache, ResponseFraming
 from hornbeam.http1.target import PERCENT, QUESTION_MARK, decode_path, split_target
@@ -37,9 +37,6 @@ AsgiApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
 HIGH_WATER = 256 * 1024
 _PATHSEND_CHUNK = 256 * 1024
-_FORWARDED_NAMES = frozenset(
-    (b"forwarded", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-scheme")
-)
 # isinstance() takes a tuple of types about twice as fast as the same types joined with "|".
 _BYTES_LIKE = (bytes, bytearray, memoryview)
 _SEQUENCES = (list, tuple)
@@ -352,7 +349,9 @@ def connection_scope(
     headers = [(name.lower(), value) for name, value in event.headers]
     if trust.enabled and client is not None:
         forwarded = {
-            n.decode("latin-1"): v.decode("latin-1") for n, v in headers if n in _FORWARDED_NAMES
+            n.decode("latin-1"): v.decode("latin-1")
+            for n, v in headers
+            if n in FORWARDING_HEADER_NAMES
         }
         if forwarded and trust.trusts(client[0]):
             host, proto = trust.client_and_scheme(forwarded)

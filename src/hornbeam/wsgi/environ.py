@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from hornbeam import __version__
-from hornbeam.forwarded import ProxyTrust
+from hornbeam.forwarded import FORWARDING_ENVIRON_KEYS, ProxyTrust
 from hornbeam.http1.events import Request
 from hornbeam.http1.target import PERCENT, QUESTION_MARK, decode_path, split_target
 from hornbeam.logs import ErrorStream
@@ -22,9 +22,6 @@ from hornbeam.wsgi.file_wrapper import FileWrapper
 _KEY_CACHE: dict[bytes, str] = {}
 _KEY_CACHE_LIMIT = 2048
 _PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
-_FORWARDED_KEYS = frozenset(
-    {"HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_SCHEME"}
-)
 _SPECIAL_KEYS = {"CONTENT_TYPE": "CONTENT_TYPE", "CONTENT_LENGTH": "CONTENT_LENGTH"}
 
 
@@ -105,7 +102,7 @@ def request_environ(
             environ[key] = environ[key] + separator + text
         else:
             environ[key] = text
-            if key in _FORWARDED_KEYS:
+            if key in FORWARDING_ENVIRON_KEYS:
                 forwarded = True
     if forwarded and trust.enabled and trust.trusts(environ["REMOTE_ADDR"]):
         trust.apply_to_environ(environ)
