@@ -88,13 +88,7 @@ class AppThreadPool:
         elapsed = now - self._wall_mark
         busy = (cpu - self._cpu_mark) / elapsed if elapsed > 0 else 1.0
         self._busy = busy = 0.7 * self._busy + 0.3 * busy  # smoothed: GIL switches are bursty
-        pressure = _cpu_pressure_us()
-        contended = (
-            pressure is None
-            or self._pressure_mark is None
-            or (pressure - self._pressure_mark) / (elapsed * 1e6) >= UNCONTENDED
-        )
-        self._blocking = busy < BUSY and not contended
+        self._blocking = busy < BUSY and not self._cpu_contended(elapsed)
         waiting = self._work.qsize()
         if not waiting:
             return
@@ -115,10 +109,17 @@ class AppThreadPool:
             self._pressure_mark = _cpu_pressure_us()
             self._schedule(STALL, self._relieve)
 
+    def _cpu_contended(self, elapsed: float) -> bool:
+        """Some task of this machine waited for a CPU for ``UNCONTENDED`` of the ``elapsed``
+        seconds since the look was armed (True when that cannot be known)."""
+        pressure = _cpu_pressure_us()
+        if pressure is None or self._pressure_mark is None or elapsed <= 0:
+            return True
+        return (pressure - self._pressure_mark) / (elapsed * 1e6) >= UNCONTENDED
+
     def _held_longest(self, now: float) -> float:
         """How long the oldest request still running has been running (0.0 for none)."""
-        started = [since for since in self._busy_since if since]
-        return now - min(started) if started else 0.0
+        return now - min((since for since in self._busy_since if since), default=now)
 
     def _all_stalled(self, now: float) -> bool:
         """Every running thread has been on its request for STALL (called per queued item:
