@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from hornbeam.compiled import refuse_stale_compiled_modules
+
 __version__ = "0.1.0"
-
-
-def refuse_stale_compiled_modules(package: Path) -> None:
-    """In a source checkout, a module compiled by setup.py shadows its ``.py``: once the
-    source is edited, the old compiled code would still run, silently. Refuse to import and
-    say how to rebuild instead."""
-    if not (package.parent.name == "src" and (package.parent.parent / "setup.py").exists()):
-        return  # an installed wheel: sources and compiled modules were installed together
-    for directory, _, files in os.walk(package):
-        for name in files:
-            if not name.endswith(".so"):
-                continue
-            source = Path(directory, name.split(".", 1)[0] + ".py")
-            if source.exists() and source.stat().st_mtime > Path(directory, name).stat().st_mtime:
-                raise ImportError(
-                    f"{source} changed after it was compiled; rebuild with "
-                    "`python -m pip install -e .` (HORNBEAM_COMPILE=0 for pure Python)"
-                )
 
 
 refuse_stale_compiled_modules(Path(__file__).resolve().parent)

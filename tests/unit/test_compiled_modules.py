@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hornbeam import refuse_stale_compiled_modules
+from hornbeam.compiled import refuse_stale_compiled_modules
 
 COMPILED = "parser.cpython-311-x86_64-linux-gnu.so"
 
