@@ -1,8 +1,8 @@
 """Fixtures of the state contract suites: one store per backend, and forked worker processes.
 
 A backend joins the suites by adding a case to `STORE_BACKENDS` (a handle in this
-process) and, if it can be shared by processes, to `SHARED_BACKENDS` (a `state_backend`
-value for `StateRuntime.create`).
+process; the LMDB store once per LMDB binding this build has) and, if it can be shared by
+processes, to `SHARED_BACKENDS` (a `state_backend` value for `StateRuntime.create`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from hornbeam.state import LmdbStore, MemoryStore, StateRuntime, StateStore
+from hornbeam.state.backends.lmdb_binding import AVAILABLE
 
 from state_helpers import Child, Clock, StoreCase, fork_child
 
-STORE_BACKENDS = ["memory", "lmdb"]
+LMDB_BINDINGS = {f"lmdb-{binding.name}": binding for binding in AVAILABLE}
+STORE_BACKENDS = ["memory", *LMDB_BINDINGS]
 SHARED_BACKENDS = ["local"]
 
 
@@ -29,7 +31,8 @@ def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreCase]:
     if request.param == "memory":
         store = MemoryStore(clock=clock)
     else:
-        store = LmdbStore(str(tmp_path / "state"), clock=clock).open()
+        binding = LMDB_BINDINGS[request.param]
+        store = LmdbStore(str(tmp_path / "state"), clock=clock, binding=binding).open()
     yield StoreCase(store, clock)
     store.close()
 

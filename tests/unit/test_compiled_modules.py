@@ -44,3 +44,15 @@ def test_an_installed_package_is_not_checked(tmp_path: Path) -> None:
     package = checkout(tmp_path, with_setup=False)
     age(package / "http1" / COMPILED, 60)
     refuse_stale_compiled_modules(package)
+
+
+def test_a_c_source_edited_after_compiling_is_refused(tmp_path: Path) -> None:
+    package = tmp_path / "src" / "hornbeam" / "state"
+    package.mkdir(parents=True)
+    (tmp_path / "setup.py").write_text("")
+    (package / "_lmdb.c").write_text("")
+    built = package / "_lmdb.cpython-311-x86_64-linux-gnu.so"
+    built.write_bytes(b"")
+    age(built, 60)
+    with pytest.raises(ImportError, match=r"_lmdb\.c changed after it was compiled"):
+        refuse_stale_compiled_modules(tmp_path / "src" / "hornbeam")

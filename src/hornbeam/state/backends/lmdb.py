@@ -29,15 +29,13 @@ import time
 from collections.abc import Iterator
 from typing import Generic, cast
 
-import lmdb
-
 from hornbeam.state.api import SharedBackend, StateError, StateFullError, StoreLimits
+from hornbeam.state.backends.lmdb_binding import DEFAULT, Binding, Environment, Transaction
 from hornbeam.state.codec import RECORD_HEADER
 from hornbeam.state.records import Body, Clock, P, RecordStore, RecordTxn, T
 
 RUN_DIR_PARENT = "/dev/shm"
 RUN_DIR_PREFIX = "hornbeam-state-"
-MAX_READERS = 1024  # reader slots: one per process at a time, workers + hook workers + children
 SWEEP_BATCH = 50_000  # records one sweep looks at, so a sweep costs the arbiter milliseconds
 DELETE_CHUNK = 1_000  # expired keys deleted per write transaction, to keep writers waiting briefly
 # Deleting needs fresh pages too (LMDB copies on write), so a store full at max_size could
@@ -61,7 +59,8 @@ class LmdbStore(RecordStore):
     """A `StateStore` on the LMDB environment in directory `path`, for this process.
 
     The environment is opened on first use (or by `open()`), closed before a fork and
-    opened again by whichever process uses the handle next.
+    opened again by whichever process uses the handle next. `binding` is the LMDB binding
+    it calls (see `lmdb_binding`); every handle on one store must use the same one.
     """
 
     def __init__(
@@ -71,13 +70,15 @@ class LmdbStore(RecordStore):
         limits: StoreLimits | None = None,
         clock: Clock = time.time,
         sweep_batch: int = SWEEP_BATCH,
+        binding: Binding = DEFAULT,
     ) -> None:
         super().__init__(clock)
         self.path = path
         self._limits = limits or StoreLimits()
         self._sweep_batch = sweep_batch
         self._sweep_resume: bytes | None = None
-        self._env: lmdb.Environment | None = None
+        self._binding = binding
+        self._env: Environment | None = None
 
     def open(self) -> LmdbStore:
         """Open the environment now, so that a bad path fails here rather than later."""
@@ -85,13 +86,14 @@ class LmdbStore(RecordStore):
             self._environment()
         return self
 
-    def _environment(self) -> lmdb.Environment:
+    def _environment(self) -> Environment:
         """The environment of this process, opened if needed (call with the lock held)."""
         env = self._env
         if env is None:
             os.makedirs(self.path, mode=0o700, exist_ok=True)
             try:
-                # sync/metasync off: on tmpfs an fsync only costs time, and every process
+                # Both bindings open it with syncs and writemap off. Syncs: on tmpfs an
+                # fsync only costs time, and every process
                 # sees each commit through the shared page cache anyway (a persistent
                 # state_path on a disk is flushed by close(); a power cut can lose the
                 # writes since the last flush, a process crash loses none). writemap off,
@@ -99,19 +101,8 @@ class LmdbStore(RecordStore):
                 # full tmpfs turns a write into SIGBUS (a dead worker) and a stray write
                 # corrupts the store; with it off the map is read-only and a full
                 # filesystem is an ordinary error.
-                env = lmdb.open(
-                    self.path,
-                    map_size=self._limits.map_size,
-                    subdir=True,
-                    create=False,
-                    mode=0o600,
-                    sync=False,
-                    metasync=False,
-                    writemap=False,
-                    max_readers=MAX_READERS,
-                    max_spare_txns=1,
-                )
-            except lmdb.Error as exc:
+                env = self._binding.open(self.path, self._limits.map_size)
+            except self._binding.error as exc:
                 raise StateError(
                     f"cannot open the state store in {self.path}: {exc}; check that the "
                     "directory is writable by this user and not used by another server"
@@ -126,7 +117,7 @@ class LmdbStore(RecordStore):
                 env = self._environment()
             try:
                 txn = env.begin()
-            except lmdb.MapResizedError:
+            except self._binding.map_resized:
                 txn = self._adopt_map_size(env).begin()
             try:
                 return body(txn, *args, **kwargs)
@@ -142,16 +133,16 @@ class LmdbStore(RecordStore):
             while True:
                 try:
                     txn = env.begin(write=True)
-                except lmdb.MapResizedError:
+                except self._binding.map_resized:
                     txn = self._adopt_map_size(env).begin(write=True)
                 try:
                     result = body(txn, *args, **kwargs)
                     txn.commit()
                     return result
-                except lmdb.MapFullError:
+                except self._binding.map_full:
                     txn.abort()
                     self._grow(env, isinstance(body, _Removal))
-                except lmdb.DiskError as exc:
+                except self._binding.disk_full as exc:
                     txn.abort()
                     raise StateFullError(
                         f"the filesystem holding the state store ({self.path}) is full: {exc}. "
@@ -165,12 +156,12 @@ class LmdbStore(RecordStore):
         return self._write(_Removal(body), *args, **kwargs)
 
     @staticmethod
-    def _adopt_map_size(env: lmdb.Environment) -> lmdb.Environment:
+    def _adopt_map_size(env: Environment) -> Environment:
         """Take the map size another process grew the store to (no transaction may be open)."""
         env.set_mapsize(0)
         return env
 
-    def _grow(self, env: lmdb.Environment, removing: bool) -> None:
+    def _grow(self, env: Environment, removing: bool) -> None:
         """Double the map, up to max_size (a little more for a call that only removes)."""
         max_size = self._limits.max_size
         ceiling = max_size + max_size // REMOVAL_HEADROOM if removing else max_size
@@ -186,7 +177,7 @@ class LmdbStore(RecordStore):
             raise StateError(f"the state store in {self.path} could not grow past {size} bytes")
 
     def _scan(self, txn: RecordTxn, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        cursor = cast("lmdb.Transaction[bytes]", txn).cursor()
+        cursor = cast(Transaction, txn).cursor()
         found = cursor.set_range(prefix) if prefix else cursor.first()
         if not found:
             return
@@ -215,7 +206,7 @@ class LmdbStore(RecordStore):
         return removed
 
     def _find_expired_in(self, txn: RecordTxn) -> list[bytes]:
-        cursor = cast("lmdb.Transaction[bytes]", txn).cursor()
+        cursor = cast(Transaction, txn).cursor()
         resume, self._sweep_resume = self._sweep_resume, None
         found = cursor.set_range(resume) if resume else cursor.first()
         expired: list[bytes] = []
