@@ -217,20 +217,27 @@ class FakePressure:
         return self.total
 
 
-@pytest.mark.parametrize(("waited_share", "threads_after_look"), [(0.0, 4), (0.5, 2)])
+@pytest.mark.parametrize(
+    ("waited_share", "threads_after_look"),
+    [(0.0, 4), (0.5, 1), (None, 2)],
+    ids=["idle-cpu", "contended-cpu", "no-psi"],
+)
 def test_blocking_threads_get_company_for_all_waiting_work_unless_the_cpu_is_contended(
     gate: Gate,
     new_threads: Callable[[], set[threading.Thread]],
     monkeypatch: pytest.MonkeyPatch,
-    waited_share: float,
+    waited_share: float | None,
     threads_after_look: int,
 ) -> None:
     """Little CPU used while work waits means blocking threads only if no task waited for a
     CPU meanwhile: then every waiting request gets a thread at one look. On a contended
-    machine the same reading means CPU starvation, and one thread more is all it gets."""
+    machine the same reading means CPU starvation: no thread more, since another would only
+    fight for the GIL. Where PSI cannot tell, one thread more per look."""
     clock, pressure = FakeClock(), FakePressure()
     monkeypatch.setattr(pool_module, "time", clock)
-    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    monkeypatch.setattr(
+        pool_module, "_cpu_pressure_us", pressure if waited_share is not None else lambda: None
+    )
     looks: list[Callable[[], None]] = []
     pool = AppThreadPool(8, lambda delay, look: looks.append(look))
     for _ in range(4):
@@ -238,10 +245,10 @@ def test_blocking_threads_get_company_for_all_waiting_work_unless_the_cpu_is_con
     wait_until(lambda: gate.started == 1)
     window = STALL / 2  # shorter than STALL: the running thread does not count as stuck
     clock.wall += window  # the process used no CPU meanwhile
-    pressure.total += int(window * 1e6 * waited_share)
+    pressure.total += int(window * 1e6 * (waited_share or 0.0))
     looks.pop()()
     wait_until(lambda: gate.started == threads_after_look)
-    assert len(new_threads()) == threads_after_look
+    assert len(new_threads()) == threads_after_look  # the look starts threads before returning
 
 
 def test_after_a_look_finds_blocking_new_work_gets_a_thread_at_once(
