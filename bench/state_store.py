@@ -13,6 +13,7 @@ from typing import Any
 import lmdb
 
 from hornbeam.state import StateRuntime
+from hornbeam.state.backends.lmdb_binding import DEFAULT
 
 # a small session-like dict: what an app typically keeps in shared state
 VALUE: dict[str, Any] = {"user": 42, "name": "ada", "roles": ["admin", "ops"]}
@@ -29,4 +30,9 @@ def local_store() -> Iterator[StateRuntime]:
 
 
 def lmdb_versions() -> str:
-    return f"LMDB {'.'.join(map(str, lmdb.version()))} (py-lmdb {lmdb.__version__})"
+    """The binding the store uses, and the LMDB library under it."""
+    if DEFAULT.name == "py-lmdb":
+        return f"LMDB {'.'.join(map(str, lmdb.version()))} (py-lmdb {lmdb.__version__})"
+    from hornbeam.state import _lmdb
+
+    return f"LMDB {'.'.join(map(str, _lmdb.version()))} (hornbeam's binding, holding the GIL)"

@@ -4,8 +4,8 @@
  * thread can run while one waits for LMDB's writer lock. In a hornbeam worker these calls
  * last a microsecond or two, and each release hands the GIL to the event loop thread, which
  * then holds it while the app thread waits to get it back: the seed Flask demo, three
- * counters per request, served 10,100 req/s on one worker with py-lmdb and 12,700 with the
- * GIL held (wrk -c50, alternating runs). This module holds it throughout.
+ * counters per request, served 9,200-9,700 req/s on one worker with py-lmdb and
+ * 10,400-11,200 with this module (wrk -c50, alternating runs). It holds the GIL throughout.
  *
  * What makes that safe is the store's discipline (backends/lmdb.py), which this module
  * enforces rather than assumes:

@@ -12,8 +12,8 @@ would read with the parent's reader slot and without any lock of its own: when t
 parent reuses its slot or exits, the child's snapshot is unprotected. Closing the
 inherited environment in the child is no better: it clears the slots tagged with the
 parent's pid (breaking the parent's readers) and closing a descriptor of lock.mdb drops
-every fcntl lock the child holds on that file. py-lmdb also refuses to open an
-environment that is already open in the process, and an inherited one stays open there.
+every fcntl lock the child holds on that file. Both LMDB bindings also refuse to open
+an environment that is already open in the process, and an inherited one stays open there.
 So every `LmdbStore` closes its environment before a fork (see `records`: with its lock
 held, no transaction is running) and opens it again on first use afterwards, in whichever
 process that is: the parent reopens its own, a child opens a fresh one with its own

@@ -4,9 +4,10 @@
 headers are present (``apt-get install liblmdb-dev``), that holds the GIL through each LMDB
 call. py-lmdb releases the GIL around every call, a microsecond or two each; in a worker,
 each release hands the GIL to the event loop thread and the app thread waits to get it
-back. The seed Flask demo (three counters per request, one worker) served 10,100 req/s
-with py-lmdb and 12,700 with the GIL held. Where the C module was not built, py-lmdb is
-used: the same LMDB files and the same semantics, only slower under threads.
+back. The seed Flask demo (three counters per request, one worker) served 9,200-9,700
+req/s with py-lmdb and 10,400-11,200 with this module (alternating runs). Where the C
+module was not built, py-lmdb is used: the same LMDB files and the same semantics, only
+slower under threads.
 
 Both expose the same calls: ``begin(write=)``, ``get/put/delete/commit/abort/cursor`` on a
 transaction, ``first/set_range/iternext`` on a cursor, ``set_mapsize/info/reader_check/
