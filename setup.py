@@ -38,7 +38,8 @@ def compiled_modules() -> list[Extension]:
 
     lmdb_binding = Extension(
         "hornbeam.state._lmdb",
-        ["src/hornbeam/state/_lmdb.c"],
+        ["src/hornbeam/state/_lmdb.c", "src/hornbeam/state/_lmdb_txn.c"],
+        depends=["src/hornbeam/state/_lmdb.h"],
         libraries=["lmdb"],
         optional=True,
     )

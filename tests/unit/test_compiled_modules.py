@@ -46,13 +46,14 @@ def test_an_installed_package_is_not_checked(tmp_path: Path) -> None:
     refuse_stale_compiled_modules(package)
 
 
-def test_a_c_source_edited_after_compiling_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["_lmdb.c", "_lmdb_txn.c", "_lmdb.h"])
+def test_a_c_source_edited_after_compiling_is_refused(tmp_path: Path, source: str) -> None:
     package = tmp_path / "src" / "hornbeam" / "state"
     package.mkdir(parents=True)
     (tmp_path / "setup.py").write_text("")
-    (package / "_lmdb.c").write_text("")
     built = package / "_lmdb.cpython-311-x86_64-linux-gnu.so"
     built.write_bytes(b"")
+    (package / source).write_text("")
     age(built, 60)
-    with pytest.raises(ImportError, match=r"_lmdb\.c changed after it was compiled"):
+    with pytest.raises(ImportError, match=rf"{source} changed after it was compiled"):
         refuse_stale_compiled_modules(tmp_path / "src" / "hornbeam")
