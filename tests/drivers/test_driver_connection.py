@@ -8,6 +8,7 @@ itself (health path, 504).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import select
 import socket
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hornbeam.io.connection import MAX_PIPELINE
+from hornbeam.io.server import DRAIN_IDLE_GRACE
 
 from harness import ResponseReader, build_request, wait_for
 from wiring import WiredWorker
@@ -287,3 +289,35 @@ def test_client_leaving_mid_body_releases_the_reading_app_at_once(wire: Wire) ->
     wait_for(lambda: bool(outcome), 2, "the app to see the disconnect")
     assert outcome == ["ClientDisconnected"]
     wait_for(lambda: not worker.ctx.connections, 2, "the connection to be dropped")
+
+
+def test_a_draining_worker_answers_a_request_sent_just_after_a_response(wire: Wire) -> None:
+    """A keep-alive client may be sending its next request as the worker starts draining:
+    that request is answered (with Connection: close), not lost to an abrupt close."""
+    worker = wire(path_app)
+    client, _ = worker.connect()
+    reader = ResponseReader(client)
+    client.sendall(build_request("/first"))
+    assert reader.read().body == b"/first:"
+    loop = worker.loop_thread.loop
+    drained = asyncio.run_coroutine_threadsafe(worker.ctx.drain(5.0), loop)
+    wait_for(lambda: worker.loop_thread.call(lambda: worker.ctx.draining), 5.0, "draining")
+    client.sendall(build_request("/second"))
+    response = reader.read()
+    assert (response.body, response.header("Connection")) == (b"/second:", "close")
+    assert reader.wait_closed() == b""
+    assert drained.result(5.0) is True
+
+
+def test_a_draining_worker_closes_a_quiet_keep_alive_connection_after_the_grace(
+    wire: Wire,
+) -> None:
+    worker = wire(path_app)
+    client, _ = worker.connect()
+    reader = ResponseReader(client)
+    client.sendall(build_request("/only"))
+    assert reader.read().body == b"/only:"
+    started = time.monotonic()
+    assert worker.loop_thread.run(worker.ctx.drain(5.0)) is True
+    assert DRAIN_IDLE_GRACE / 2 <= time.monotonic() - started < 5.0
+    assert reader.wait_closed() == b""

@@ -17,6 +17,9 @@ from hornbeam.http1.parser import Limits
 from hornbeam.http1.writer import DateHeader
 from hornbeam.io.connection import HttpConnection, RequestHandler
 
+# Seconds a keep-alive connection must have been idle before a draining worker closes it.
+DRAIN_IDLE_GRACE = 0.25
+
 
 class ServerContext:
     """Per-worker state shared by all connections."""
@@ -86,7 +89,11 @@ class ServerContext:
     async def drain(self, graceful_timeout: float, poll: float = 0.05) -> bool:
         """Stop accepting, answer in-flight requests, then close every connection.
 
-        Returns True if everything in flight finished within ``graceful_timeout``.
+        A keep-alive connection is closed only once it has been idle for ``DRAIN_IDLE_GRACE``:
+        a client that just got a response may already be sending its next request, and
+        closing then would lose it ("server disconnected without a response"). That next
+        request is answered with ``Connection: close`` instead. Returns True if everything
+        in flight finished within ``graceful_timeout``.
         """
         self.draining = True
         self.stop_accepting()
@@ -94,12 +101,15 @@ class ServerContext:
             if conn.upgraded is not None:
                 conn.upgraded.shutdown()  # WebSockets close with 1001
         deadline = time.monotonic() + graceful_timeout
-        finished = True
-        while self.busy():
-            if time.monotonic() >= deadline:
-                finished = False
+        while self.busy() or any(conn.upgraded is None for conn in self.connections):
+            now = time.monotonic()
+            if now >= deadline:
                 break
+            for conn in list(self.connections):
+                if conn.upgraded is None:
+                    conn.check_idle(now, DRAIN_IDLE_GRACE)
             await asyncio.sleep(poll)
+        finished = not self.busy()
         for conn in list(self.connections):
             conn.close(abort=not finished)
         return finished
