@@ -214,7 +214,6 @@ env_close_now(EnvironmentObject *self)
     env_drop_spare(self);
     mdb_env_close(self->env);
     self->env = NULL;
-    self->generation++;
     if (self->real_path != NULL && PySet_Discard(open_paths, self->real_path) < 0) {
         return -1;
     }
@@ -354,7 +353,6 @@ module_open(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
     self->dbi = dbi;
     self->spare = NULL;
     self->active = NULL;
-    self->generation = 0;
     self->real_path = real_path;
     if (PySet_Add(open_paths, real_path) < 0) {
         self->real_path = NULL;

@@ -25,7 +25,6 @@ typedef struct {
     MDB_dbi dbi;               /* the main (unnamed) database */
     MDB_txn *spare;            /* a reset read transaction, renewed by the next read */
     TransactionObject *active; /* the one open transaction (borrowed), or NULL */
-    unsigned long generation;  /* bumped whenever a transaction ends: stale cursors see it */
     PyObject *real_path;       /* its entry in open_paths */
 } EnvironmentObject;
 
@@ -40,10 +39,8 @@ typedef enum { UNPOSITIONED, ON_UNSEEN, ON_SEEN, EXHAUSTED } CursorState;
 
 typedef struct {
     PyObject_HEAD
-    TransactionObject *trans;
+    TransactionObject *trans; /* its txn is NULL once the transaction ended, never reused */
     MDB_cursor *cursor;
-    unsigned long generation; /* the environment's generation when the cursor was opened */
-    int write;
     CursorState state;
 } CursorObject;
 

@@ -1,8 +1,8 @@
 /* hornbeam.state._lmdb: transactions and their cursors, every call made with the GIL held.
  *
- * A transaction is checked on every call, and a cursor also against its environment's
- * generation (bumped whenever a transaction ends): using either after its transaction
- * ended raises Error; nothing here touches memory LMDB has freed. */
+ * A transaction is checked on every call, and a cursor through its transaction: using
+ * either after the transaction ended raises Error; nothing here touches memory LMDB has
+ * freed. A Transaction object is never reused: each begin() makes a new one. */
 #include "_lmdb.h"
 
 /* ---- transactions ---------------------------------------------------------------------- */
@@ -16,7 +16,6 @@ hb_trans_end(TransactionObject *trans, int commit)
 
     trans->txn = NULL;
     env->active = NULL;
-    env->generation++;
     if (trans->write) {
         if (commit) {
             rc = mdb_txn_commit(txn); /* frees txn, also when it fails */
@@ -45,11 +44,17 @@ trans_check(TransactionObject *trans)
     return 0;
 }
 
-static void
-key_val(Py_buffer *view, MDB_val *val)
+/* View `obj` (bytes, or any buffer) as an MDB_val; `view` is released after the LMDB call.
+ * -1 with an error set when `obj` is not a buffer. */
+static int
+as_val(PyObject *obj, Py_buffer *view, MDB_val *val)
 {
+    if (PyObject_GetBuffer(obj, view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
     val->mv_size = (size_t)view->len;
     val->mv_data = view->buf;
+    return 0;
 }
 
 static PyObject *
@@ -59,10 +64,9 @@ trans_get(TransactionObject *self, PyObject *arg)
     MDB_val k, v;
     int rc;
 
-    if (trans_check(self) < 0 || PyObject_GetBuffer(arg, &key, PyBUF_SIMPLE) < 0) {
+    if (trans_check(self) < 0 || as_val(arg, &key, &k) < 0) {
         return NULL;
     }
-    key_val(&key, &k);
     rc = mdb_get(self->txn, self->env->dbi, &k, &v);
     PyBuffer_Release(&key);
     if (rc == MDB_NOTFOUND) {
@@ -85,15 +89,13 @@ trans_put(TransactionObject *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "put() takes a key and a value");
         return NULL;
     }
-    if (trans_check(self) < 0 || PyObject_GetBuffer(args[0], &key, PyBUF_SIMPLE) < 0) {
+    if (trans_check(self) < 0 || as_val(args[0], &key, &k) < 0) {
         return NULL;
     }
-    if (PyObject_GetBuffer(args[1], &value, PyBUF_SIMPLE) < 0) {
+    if (as_val(args[1], &value, &v) < 0) {
         PyBuffer_Release(&key);
         return NULL;
     }
-    key_val(&key, &k);
-    key_val(&value, &v);
     rc = mdb_put(self->txn, self->env->dbi, &k, &v, 0);
     PyBuffer_Release(&key);
     PyBuffer_Release(&value);
@@ -110,10 +112,9 @@ trans_delete(TransactionObject *self, PyObject *arg)
     MDB_val k;
     int rc;
 
-    if (trans_check(self) < 0 || PyObject_GetBuffer(arg, &key, PyBUF_SIMPLE) < 0) {
+    if (trans_check(self) < 0 || as_val(arg, &key, &k) < 0) {
         return NULL;
     }
-    key_val(&key, &k);
     rc = mdb_del(self->txn, self->env->dbi, &k, NULL);
     PyBuffer_Release(&key);
     if (rc == MDB_NOTFOUND) {
@@ -172,8 +173,6 @@ trans_cursor(TransactionObject *self, PyObject *Py_UNUSED(ignored))
     Py_INCREF(self);
     cursor->trans = self;
     cursor->cursor = mc;
-    cursor->generation = self->env->generation;
-    cursor->write = self->write;
     cursor->state = UNPOSITIONED;
     return (PyObject *)cursor;
 }
@@ -213,7 +212,7 @@ PyTypeObject hb_TransactionType = {
 static int
 cursor_check(CursorObject *self)
 {
-    if (self->trans->txn == NULL || self->trans->env->generation != self->generation) {
+    if (self->trans->txn == NULL) {
         PyErr_SetString(hb_Error, "the cursor's transaction has ended");
         return -1;
     }
@@ -269,10 +268,9 @@ cursor_set_range(CursorObject *self, PyObject *arg)
     MDB_val k;
     PyObject *found;
 
-    if (PyObject_GetBuffer(arg, &key, PyBUF_SIMPLE) < 0) {
+    if (as_val(arg, &key, &k) < 0) {
         return NULL;
     }
-    key_val(&key, &k);
     found = cursor_position(self, &k, MDB_SET_RANGE);
     PyBuffer_Release(&key);
     return found;
@@ -317,7 +315,7 @@ cursor_dealloc(CursorObject *self)
     /* A cursor of a read transaction must be closed, before or after the transaction
      * ends; one of a write transaction is freed when that ends, so it is closed only
      * while the transaction lasts. */
-    if (!self->write || (self->trans->txn != NULL && self->trans->env->generation == self->generation)) {
+    if (!self->trans->write || self->trans->txn != NULL) {
         mdb_cursor_close(self->cursor);
     }
     Py_DECREF(self->trans);
