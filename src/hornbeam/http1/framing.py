@@ -13,6 +13,7 @@ Shared by the WSGI and ASGI adapters (one implementation, no twins that drift). 
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable
+from contextlib import suppress
 
 from hornbeam.http1.events import Request
 from hornbeam.http1.writer import (
@@ -82,12 +83,16 @@ class ResponseFraming:
         self.header_map: dict[str, str] = {}  # lower-cased names, for logs and hooks
 
     def cached_head(self, cache: HeadCache, key: Hashable, date_line: bytes) -> bytes | None:
-        """The head built before for the same ``key`` and request shape, or None.
-
-        Raises TypeError when ``key`` holds something unhashable (header values in lists).
-        """
+        """The head built before for the same ``key`` and request shape, or None (also when
+        ``key`` holds something unhashable, such as headers given as lists: such a response
+        is built every time)."""
         request = self._request
-        entry = cache.get((key, request.http_version, request.method == b"HEAD", self.keep_alive))
+        try:
+            entry = cache.get(
+                (key, request.http_version, request.method == b"HEAD", self.keep_alive)
+            )
+        except TypeError:
+            return None
         if entry is None:
             return None
         before, after, self.keep_alive, self.content_length, self.chunked, self.body_allowed = (
@@ -110,7 +115,8 @@ class ResponseFraming:
         """The response head; ``status_text`` is ``b"200 OK"``. Raises HeaderError.
 
         With a ``cache`` and a ``key`` naming everything the app gave (status, headers,
-        known length), the result is kept for :meth:`cached_head`.
+        known length), the result is kept for :meth:`cached_head`, unless the key cannot be
+        hashed.
         """
         request = self._request
         cache_key = (key, request.http_version, request.method == b"HEAD", self.keep_alive)
@@ -153,21 +159,16 @@ class ResponseFraming:
         lines.append(b"\r\n")
         after = b"".join(lines)
         if cache is not None and key is not None:
-            cache.put(
-                cache_key,
-                _CachedHead(
-                    dated,
-                    (
-                        before,
-                        after,
-                        self.keep_alive,
-                        self.content_length,
-                        self.chunked,
-                        self.body_allowed,
-                    ),
-                    header_map,
-                ),
+            state = (
+                before,
+                after,
+                self.keep_alive,
+                self.content_length,
+                self.chunked,
+                self.body_allowed,
             )
+            with suppress(TypeError):  # an unhashable key (headers given as lists): not kept
+                cache.put(cache_key, _CachedHead(dated, state, header_map))
         return before + date_line + after if dated else before + after
 
     def body(self, data: bytes) -> bytes:

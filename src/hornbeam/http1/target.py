@@ -9,11 +9,17 @@ from __future__ import annotations
 
 from urllib.parse import unquote_to_bytes
 
-# Byte values for membership tests: ``PERCENT in data`` is about seven times faster than
+# Byte values for membership tests: ``_PERCENT in data`` is about seven times faster than
 # ``b"%" in data``, which first tries to read its operand as an int and raises and clears a
 # TypeError each time.
-PERCENT = ord("%")
-QUESTION_MARK = ord("?")
+_PERCENT = ord("%")
+_QUESTION_MARK = ord("?")
+
+
+def is_plain_path(target: bytes) -> bool:
+    """The common case: an origin-form target without a query or percent-escapes, which is
+    its own raw path and, decoded, its own path."""
+    return target[:1] == b"/" and _PERCENT not in target and _QUESTION_MARK not in target
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes]:
@@ -29,6 +35,6 @@ def split_target(target: bytes) -> tuple[bytes, bytes]:
 
 def decode_path(raw_path: bytes, encoding: str) -> str:
     """The percent-decoded path as text (``latin-1`` for WSGI, ``utf-8`` for ASGI)."""
-    if PERCENT in raw_path:
+    if _PERCENT in raw_path:
         raw_path = unquote_to_bytes(raw_path)
     return raw_path.decode(encoding, "surrogateescape" if encoding == "utf-8" else "strict")

@@ -36,6 +36,10 @@ _FORBIDDEN_IN_VALUE = re.compile(rb"[\r\n\x00]")
 SERVER_HEADER = f"Server: hornbeam/{__version__}\r\n".encode("latin-1")
 LAST_CHUNK = b"0\r\n\r\n"
 CONTINUE_RESPONSE = b"HTTP/1.1 100 Continue\r\n\r\n"
+# What the adapters accept from apps, as tuples of types: isinstance() takes those about
+# twice as fast as the same types joined with "|".
+BYTES_LIKE = (bytes, bytearray, memoryview)  # body chunks
+SEQUENCES = (list, tuple)  # headers, and bodies whose length is known up front
 
 
 class HeaderError(ValueError):

@@ -14,7 +14,7 @@ from typing import Any
 from hornbeam import __version__
 from hornbeam.forwarded import FORWARDING_ENVIRON_KEYS, ProxyTrust
 from hornbeam.http1.events import Request
-from hornbeam.http1.target import PERCENT, QUESTION_MARK, decode_path, split_target
+from hornbeam.http1.target import decode_path, is_plain_path, split_target
 from hornbeam.logs import ErrorStream
 from hornbeam.wsgi.file_wrapper import FileWrapper
 
@@ -76,8 +76,8 @@ def request_environ(
     environ = conn_environ.copy()
     target = request.target
     raw_uri = target.decode("latin-1")
-    if target[:1] == b"/" and PERCENT not in target and QUESTION_MARK not in target:
-        environ["PATH_INFO"], environ["QUERY_STRING"] = raw_uri, ""  # the common plain path
+    if is_plain_path(target):
+        environ["PATH_INFO"], environ["QUERY_STRING"] = raw_uri, ""
     else:
         raw_path, query = split_target(target)
         environ["PATH_INFO"] = decode_path(raw_path, "latin-1")

@@ -16,15 +16,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from hornbeam.http1.framing import HeadCache, ResponseFraming
-from hornbeam.http1.writer import HeaderChecker
+from hornbeam.http1.writer import BYTES_LIKE, SEQUENCES, HeaderChecker
 from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.wsgi.file_wrapper import FileWrapper
 
 # Bytes posted to the loop but not yet confirmed written, before a streaming thread waits.
 STREAM_WINDOW = 512 * 1024
-# isinstance() takes a tuple of types about twice as fast as the same types joined with "|".
-_BYTES_LIKE = (bytes, bytearray, memoryview)
-_SEQUENCES = (list, tuple)
 
 Post = Callable[..., None]
 
@@ -102,7 +99,7 @@ class WsgiResponse:
         """The legacy ``write()`` callable of PEP 3333, and the path of every body chunk."""
         if self.status is None:
             raise AssertionError("write() before start_response() (PEP 3333)")
-        if not isinstance(data, _BYTES_LIKE):
+        if not isinstance(data, BYTES_LIKE):
             raise TypeError(f"WSGI body chunks must be bytes, not {type(data).__name__}")
         self._send(self._head(None) + self.framing.body(bytes(data)), final=False)
 
@@ -121,10 +118,7 @@ class WsgiResponse:
             raise AssertionError("the app returned without calling start_response() (PEP 3333)")
         date_line = self._conn.ctx.date.line
         key: Any = (self.status, tuple(self.headers), known_length)
-        try:
-            head = self.framing.cached_head(self._cache, key, date_line)
-        except TypeError:  # headers that are lists, not tuples: build without the cache
-            key = head = None
+        head = self.framing.cached_head(self._cache, key, date_line)
         if head is None:
             head = self._build_head(known_length, date_line, key)
         self.head_sent = True
@@ -175,7 +169,7 @@ class WsgiResponse:
     def send_iterable(self, result: Iterable[bytes]) -> None:
         """Send the app's whole response body, then finish the request."""
         framing = self.framing
-        if isinstance(result, _SEQUENCES) and not self.head_sent:
+        if isinstance(result, SEQUENCES) and not self.head_sent:
             # The whole body is known: one write with a Content-Length.
             body = b"".join(result)
             head = self._head(len(body))
