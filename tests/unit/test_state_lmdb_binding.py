@@ -36,10 +36,16 @@ def env(binding: Binding, tmp_path: Path) -> Iterator[Environment]:
 
 
 @pytest.fixture
-def own_env(tmp_path: Path) -> Iterator[Environment]:
+def own_binding() -> Binding:
+    """hornbeam's own binding (the test is skipped where it was not built)."""
     if GIL_HOLDING is None:
         pytest.skip("hornbeam.state._lmdb was not built (no LMDB headers)")
-    environment = _open(GIL_HOLDING, tmp_path / "env")
+    return GIL_HOLDING
+
+
+@pytest.fixture
+def own_env(own_binding: Binding, tmp_path: Path) -> Iterator[Environment]:
+    environment = _open(own_binding, tmp_path / "env")
     yield environment
     environment.close()
 
@@ -204,10 +210,8 @@ def test_a_cursor_of_a_reset_read_transaction_stays_dead_when_it_is_reused(
     second.abort()
 
 
-def test_closing_the_environment_ends_its_transaction(tmp_path: Path) -> None:
-    if GIL_HOLDING is None:
-        pytest.skip("hornbeam.state._lmdb was not built")
-    env = _open(GIL_HOLDING, tmp_path / "env")
+def test_closing_the_environment_ends_its_transaction(own_binding: Binding, tmp_path: Path) -> None:
+    env = _open(own_binding, tmp_path / "env")
     txn = env.begin(write=True)
     txn.put(b"k", b"v")
     env.close()
@@ -216,19 +220,20 @@ def test_closing_the_environment_ends_its_transaction(tmp_path: Path) -> None:
         txn.get(b"k")
     with pytest.raises(Exception, match="the environment is closed"):
         env.begin()
-    reopened = _open(GIL_HOLDING, tmp_path / "env")
+    reopened = _open(own_binding, tmp_path / "env")
     lost = reopened.begin()
     assert lost.get(b"k") is None  # the open write transaction was aborted, not committed
     lost.abort()
     reopened.close()
 
 
-def test_an_environment_opens_once_per_process(own_env: Environment, tmp_path: Path) -> None:
-    assert GIL_HOLDING is not None
-    with pytest.raises(GIL_HOLDING.error, match="already open in this process"):
-        GIL_HOLDING.open(str(tmp_path / "env"), MIB)
-    with pytest.raises(GIL_HOLDING.error, match="already open in this process"):
-        GIL_HOLDING.open(str(tmp_path / "." / "env"), MIB)  # the same directory, spelled apart
+def test_an_environment_opens_once_per_process(
+    own_binding: Binding, own_env: Environment, tmp_path: Path
+) -> None:
+    with pytest.raises(own_binding.error, match="already open in this process"):
+        own_binding.open(str(tmp_path / "env"), MIB)
+    with pytest.raises(own_binding.error, match="already open in this process"):
+        own_binding.open(str(tmp_path / "." / "env"), MIB)  # the same directory, spelled apart
 
 
 def test_keys_and_values_must_be_bytes(own_env: Environment) -> None:
@@ -240,9 +245,7 @@ def test_keys_and_values_must_be_bytes(own_env: Environment) -> None:
     txn.abort()
 
 
-def test_bad_sizes_are_refused(tmp_path: Path) -> None:
-    if GIL_HOLDING is None:
-        pytest.skip("hornbeam.state._lmdb was not built")
+def test_bad_sizes_are_refused(own_binding: Binding, tmp_path: Path) -> None:
     (tmp_path / "env").mkdir()
     with pytest.raises(ValueError, match="must be positive"):
-        GIL_HOLDING.open(str(tmp_path / "env"), 0)
+        own_binding.open(str(tmp_path / "env"), 0)

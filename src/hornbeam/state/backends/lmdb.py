@@ -93,14 +93,13 @@ class LmdbStore(RecordStore):
             os.makedirs(self.path, mode=0o700, exist_ok=True)
             try:
                 # Both bindings open it with syncs and writemap off. Syncs: on tmpfs an
-                # fsync only costs time, and every process
-                # sees each commit through the shared page cache anyway (a persistent
-                # state_path on a disk is flushed by close(); a power cut can lose the
-                # writes since the last flush, a process crash loses none). writemap off,
-                # though it makes a write ~2 µs cheaper here: through a writable map, a
-                # full tmpfs turns a write into SIGBUS (a dead worker) and a stray write
-                # corrupts the store; with it off the map is read-only and a full
-                # filesystem is an ordinary error.
+                # fsync only costs time, and every process sees each commit through the
+                # shared page cache anyway (a persistent state_path on a disk is flushed by
+                # close(); a power cut can lose the writes since the last flush, a process
+                # crash loses none). writemap off, though it makes a write ~2 µs cheaper
+                # here: through a writable map, a full tmpfs turns a write into SIGBUS (a
+                # dead worker) and a stray write corrupts the store; with it off the map is
+                # read-only and a full filesystem is an ordinary error.
                 env = self._binding.open(self.path, self._limits.map_size)
             except self._binding.error as exc:
                 raise StateError(
