@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -215,3 +217,96 @@ def test_a_registered_backend_is_found_by_its_scheme(
     shared = open_shared_backend("test://anything", None)
     shared.close()
     assert opened == ["test://anything"]
+
+
+def _allocated(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def test_the_data_file_is_allocated_over_the_whole_map_as_it_grows(tmp_path: Path) -> None:
+    store = LmdbStore(str(tmp_path), limits=StoreLimits(map_size=MIB, max_size=64 * MIB))
+    store.set("first", 1)
+    assert _allocated(tmp_path / "data.mdb") >= os.path.getsize(tmp_path / "data.mdb") == MIB
+    store.set_multi({f"k:{i}": b"x" * 1024 for i in range(3 * 1024)})
+    grown = os.path.getsize(tmp_path / "data.mdb")
+    assert grown >= 4 * MIB
+    assert _allocated(tmp_path / "data.mdb") >= grown
+    store.close()
+
+
+def test_a_process_opening_with_a_smaller_map_never_shrinks_the_file(tmp_path: Path) -> None:
+    limits = StoreLimits(map_size=MIB, max_size=64 * MIB)
+    store = LmdbStore(str(tmp_path), limits=limits)
+    store.set_multi({f"k:{i}": b"x" * 1024 for i in range(3 * 1024)})
+    grown = os.path.getsize(tmp_path / "data.mdb")
+    pid = os.fork()
+    if pid == 0:  # a worker starting now asks for the first, smaller map
+        try:
+            late = LmdbStore(str(tmp_path), limits=limits)
+            os._exit(0 if late.get("k:0") == b"x" * 1024 else 1)
+        finally:
+            os._exit(2)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert os.path.getsize(tmp_path / "data.mdb") == grown
+    store.set_multi({f"more:{i}": b"y" * 1024 for i in range(2 * 1024)})  # into the top pages
+    assert store.get("more:2047") == b"y" * 1024
+    store.close()
+
+
+_FILL_A_SMALL_TMPFS = """
+import os
+import sys
+from hornbeam.state import StateFullError, StoreLimits
+from hornbeam.state.backends.lmdb import LmdbSharedState
+
+shared = LmdbSharedState(sys.argv[1], StoreLimits(map_size=int(sys.argv[2]), max_size=64 << 20))
+store = shared.arbiter_store
+if sys.argv[3] == "worker" and (pid := os.fork()):
+    os._exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+if sys.argv[3] == "worker":
+    store = shared.open_store()
+written = 0
+try:
+    for written in range(100_000):
+        store.set(f"k:{written}", b"x" * 1024)
+except StateFullError as exc:
+    assert store.get(f"k:{written - 1}") == b"x" * 1024 and store.get(f"k:{written}") is None
+    print(shared.writemap, written, exc)
+"""
+
+
+def _in_a_small_tmpfs(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the fill script with its store on a fresh 4 MiB tmpfs (private mount namespace)."""
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    shell = 'mount -t tmpfs -o size=4m tmpfs "$1" && shift && exec "$@"'
+    command = ["unshare", "-rm", "sh", "-c", shell, "sh", str(mount_point)]
+    probe = subprocess.run([*command, "true"], capture_output=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"no private tmpfs mounts here: {probe.stderr.decode().strip()}")
+    script = [sys.executable, "-c", _FILL_A_SMALL_TMPFS, str(mount_point / "state"), *args]
+    return subprocess.run([*command, *script], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("process", ["arbiter", "worker"])
+def test_a_full_tmpfs_is_an_error_for_a_writable_map_never_a_crash(
+    tmp_path: Path, process: str
+) -> None:
+    filled = _in_a_small_tmpfs(tmp_path, str(MIB), process)
+    assert filled.returncode == 0, filled.stderr  # a SIGBUS would be -7
+    writemap, written, message = filled.stdout.split(" ", 2)
+    assert writemap == "True"
+    assert 1000 < int(written) < 4000
+    assert "cannot take 4194304 bytes on its filesystem: No space left on device" in message
+
+
+def test_a_first_map_the_filesystem_cannot_hold_means_no_writemap_for_anyone(
+    tmp_path: Path,
+) -> None:
+    filled = _in_a_small_tmpfs(tmp_path, str(8 * MIB), "worker")
+    assert filled.returncode == 0, filled.stderr
+    writemap, written, message = filled.stdout.split(" ", 2)
+    assert writemap == "False"
+    assert "without a writable map" in filled.stderr
+    assert 1000 < int(written) < 4000
+    assert "is full" in message

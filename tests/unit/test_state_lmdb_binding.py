@@ -23,14 +23,22 @@ def binding(request: pytest.FixtureRequest) -> Binding:
     return chosen
 
 
-def _open(binding: Binding, directory: Path, map_size: int = MIB) -> Environment:
+@pytest.fixture(params=[False, True], ids=["read-only-map", "writemap"])
+def writemap(request: pytest.FixtureRequest) -> bool:
+    chosen: bool = request.param
+    return chosen
+
+
+def _open(
+    binding: Binding, directory: Path, map_size: int = MIB, writemap: bool = False
+) -> Environment:
     directory.mkdir(exist_ok=True)
-    return binding.open(str(directory), map_size)
+    return binding.open(str(directory), map_size, writemap)
 
 
 @pytest.fixture
-def env(binding: Binding, tmp_path: Path) -> Iterator[Environment]:
-    environment = _open(binding, tmp_path / "env")
+def env(binding: Binding, writemap: bool, tmp_path: Path) -> Iterator[Environment]:
+    environment = _open(binding, tmp_path / "env", writemap=writemap)
     yield environment
     environment.close()
 
@@ -131,14 +139,16 @@ def test_a_full_map_raises_map_full_and_a_bigger_map_takes_the_write(
     assert env.info()["map_size"] == 16 * MIB
 
 
-def test_a_map_grown_by_another_process_is_adopted(binding: Binding, tmp_path: Path) -> None:
-    env = _open(binding, tmp_path / "env")
+def test_a_map_grown_by_another_process_is_adopted(
+    binding: Binding, writemap: bool, tmp_path: Path
+) -> None:
+    env = _open(binding, tmp_path / "env", writemap=writemap)
     _fill(env, {b"before": b"1"})
     grower = (
         "import sys\n"
         "from hornbeam.state.backends.lmdb_binding import AVAILABLE\n"
         "binding = next(b for b in AVAILABLE if b.name == sys.argv[2])\n"
-        "env = binding.open(sys.argv[1], 1 << 20)\n"
+        "env = binding.open(sys.argv[1], 1 << 20, sys.argv[3] == 'writemap')\n"
         "env.set_mapsize(8 << 20)\n"
         "txn = env.begin(write=True)\n"
         "for index in range(1000):\n"
@@ -147,7 +157,14 @@ def test_a_map_grown_by_another_process_is_adopted(binding: Binding, tmp_path: P
         "env.close()\n"
     )
     subprocess.run(
-        [sys.executable, "-c", grower, str(tmp_path / "env"), binding.name],
+        [
+            sys.executable,
+            "-c",
+            grower,
+            str(tmp_path / "env"),
+            binding.name,
+            "writemap" if writemap else "read-only",
+        ],
         check=True,
         timeout=60,
     )
@@ -162,7 +179,7 @@ def test_a_map_grown_by_another_process_is_adopted(binding: Binding, tmp_path: P
 
 def test_a_missing_directory_is_an_error_that_names_it(binding: Binding, tmp_path: Path) -> None:
     with pytest.raises(binding.error, match="nowhere"):
-        binding.open(str(tmp_path / "nowhere"), MIB)
+        binding.open(str(tmp_path / "nowhere"), MIB, False)
 
 
 # ---- hornbeam's binding: every misuse is an error, never a crash -----------------------------
@@ -231,9 +248,11 @@ def test_an_environment_opens_once_per_process(
     own_binding: Binding, own_env: Environment, tmp_path: Path
 ) -> None:
     with pytest.raises(own_binding.error, match="already open in this process"):
-        own_binding.open(str(tmp_path / "env"), MIB)
+        own_binding.open(str(tmp_path / "env"), MIB, False)
     with pytest.raises(own_binding.error, match="already open in this process"):
-        own_binding.open(str(tmp_path / "." / "env"), MIB)  # the same directory, spelled apart
+        own_binding.open(
+            str(tmp_path / "." / "env"), MIB, False
+        )  # the same directory, spelled apart
 
 
 def test_keys_and_values_must_be_bytes(own_env: Environment) -> None:
@@ -248,4 +267,4 @@ def test_keys_and_values_must_be_bytes(own_env: Environment) -> None:
 def test_bad_sizes_are_refused(own_binding: Binding, tmp_path: Path) -> None:
     (tmp_path / "env").mkdir()
     with pytest.raises(ValueError, match="must be positive"):
-        own_binding.open(str(tmp_path / "env"), 0)
+        own_binding.open(str(tmp_path / "env"), 0, False)

@@ -16,8 +16,8 @@
  *   - a transaction, and each cursor, is checked on every call: using one that has ended
  *     raises Error, it never touches freed memory.
  * The environment is opened with MDB_NOTLS (a read transaction is not tied to a thread: the
- * store's calls come from whichever app thread runs them) and without syncs (tmpfs; see
- * LmdbStore). One spare read transaction is kept reset and renewed for the next read.
+ * store's calls come from whichever app thread runs them), without syncs, and with
+ * MDB_WRITEMAP when asked (tmpfs, and the map's file kept allocated; see LmdbStore). One spare read transaction is kept reset and renewed for the next read.
  */
 #include "_lmdb.h"
 
@@ -286,12 +286,13 @@ open_main_db(MDB_env *env, MDB_dbi *dbi)
 static PyObject *
 module_open(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"path", "map_size", "max_readers", "mode", NULL};
+    static char *keywords[] = {"path", "map_size", "max_readers", "mode", "writemap", NULL};
     PyObject *path = NULL;
     PyObject *real_path = NULL;
     Py_ssize_t map_size = 0;
     int max_readers = 126;
     int mode = 0600;
+    int writemap = 0;
     char resolved[PATH_MAX];
     const char *call = NULL;
     MDB_env *env = NULL;
@@ -299,9 +300,9 @@ module_open(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
     EnvironmentObject *self = NULL;
     int rc;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|$nii:open", keywords,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O&|$niip:open", keywords,
                                      PyUnicode_FSConverter, &path, &map_size, &max_readers,
-                                     &mode)) {
+                                     &mode, &writemap)) {
         return NULL;
     }
     if (map_size <= 0 || max_readers <= 0) {
@@ -333,7 +334,9 @@ module_open(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwargs)
     else if ((rc = mdb_env_set_mapsize(env, (size_t)map_size))) {
         call = "mdb_env_set_mapsize";
     }
-    else if ((rc = mdb_env_open(env, resolved, MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC,
+    else if ((rc = mdb_env_open(env, resolved,
+                                MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC |
+                                    (writemap ? MDB_WRITEMAP : 0),
                                 (mdb_mode_t)mode))) {
         call = "mdb_env_open";
     }
@@ -383,8 +386,9 @@ module_version(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
 
 static PyMethodDef module_methods[] = {
     {"open", (PyCFunction)(void (*)(void))module_open, METH_VARARGS | METH_KEYWORDS,
-     "open(path, *, map_size, max_readers=126, mode=0o600): the environment in directory "
-     "path (which must exist)."},
+     "open(path, *, map_size, max_readers=126, mode=0o600, writemap=False): the environment "
+     "in directory path (which must exist); with writemap, writes go straight into a "
+     "writable map."},
     {"version", module_version, METH_NOARGS, "The LMDB library's (major, minor, patch)."},
     {NULL, NULL, 0, NULL},
 };

@@ -16,6 +16,7 @@ from typing import Any
 from hornbeam.errors import HornbeamError
 from hornbeam.state.codec import Key, Value, int_delta
 
+MIB = 1 << 20
 GIB = 1 << 30
 
 
@@ -31,11 +32,13 @@ class StateFullError(StateError):
 class StoreLimits:
     """Size limits of a store that lives in a memory map (constructor arguments, not globals).
 
-    `map_size` is the virtual size mapped at first; it doubles whenever a write needs more,
-    up to `max_size`, past which a write raises `StateFullError`.
+    `map_size` is the size mapped at first; it doubles whenever a write needs more, up to
+    `max_size`, past which a write raises `StateFullError`. With a writable map the file is
+    allocated over the whole map, so the first map is small: 32 MiB of tmpfs, which even
+    Docker's 64 MB /dev/shm holds.
     """
 
-    map_size: int = 1 * GIB
+    map_size: int = 32 * MIB
     max_size: int = 16 * GIB
 
     def __post_init__(self) -> None:

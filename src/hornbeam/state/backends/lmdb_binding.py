@@ -61,16 +61,17 @@ class Environment(Protocol):
 @dataclass(frozen=True)
 class Binding:
     name: str
-    # open(directory, map_size): the environment in an existing directory, files mode 0600,
-    # without syncs (see LmdbStore), its read transactions not tied to a thread
-    open: Callable[[str, int], Environment]
+    # open(directory, map_size, writemap): the environment in an existing directory, files
+    # mode 0600, without syncs, its read transactions not tied to a thread; with writemap,
+    # writes go straight into a writable map (see LmdbStore for when that is safe)
+    open: Callable[[str, int, bool], Environment]
     error: type[Exception]
     map_full: type[Exception]
     map_resized: type[Exception]
     disk_full: type[Exception]
 
 
-def _open_with_py_lmdb(path: str, map_size: int) -> Environment:
+def _open_with_py_lmdb(path: str, map_size: int, writemap: bool) -> Environment:
     env = lmdb.open(
         path,
         map_size=map_size,
@@ -79,7 +80,7 @@ def _open_with_py_lmdb(path: str, map_size: int) -> Environment:
         mode=0o600,
         sync=False,
         metasync=False,
-        writemap=False,
+        writemap=writemap,
         max_readers=MAX_READERS,
         max_spare_txns=1,
     )
@@ -102,8 +103,10 @@ def _gil_holding() -> Binding | None:
     except ImportError:  # built without LMDB's headers
         return None
 
-    def open_holding_gil(path: str, map_size: int) -> Environment:
-        return _lmdb.open(path, map_size=map_size, max_readers=MAX_READERS, mode=0o600)
+    def open_holding_gil(path: str, map_size: int, writemap: bool) -> Environment:
+        return _lmdb.open(
+            path, map_size=map_size, max_readers=MAX_READERS, mode=0o600, writemap=writemap
+        )
 
     return Binding(
         "hornbeam",
