@@ -27,6 +27,7 @@ from servers import (
     IDLE_CPU_THRESHOLD,
     IDLE_MAX_WAIT,
     BenchError,
+    CpuLayout,
     ServerProcess,
     cpu_us_per_request,
     port_to_bind,
@@ -268,21 +269,21 @@ def measure_run(
     ]
     port = port_to_bind(run.server.reports_port)
     log_path = log_dir / f"{run.case.name}-{run.server.name}-{run.workers}.log"
-    server = ServerProcess(
-        run.server.argv(run.case, run.workers, port), server_env(run), log_path, port
-    )
+    layout = CpuLayout.for_workers(run.workers)
+    server_argv = layout.server_argv(run.server.argv(run.case, run.workers, port))
+    server = ServerProcess(server_argv, server_env(run), log_path, port)
     record = RunRecord(server.command)
     ticks_per_s = os.sysconf("SC_CLK_TCK")
     try:
         with serving(server, run.case.expect, run.workers):
             url = f"http://{HOST}:{server.port}/"
-            warm_up = wrk_command(url, modes[0], WARM_UP_SECONDS)
+            warm_up = layout.client_argv(wrk_command(url, modes[0], WARM_UP_SECONDS))
             record.wrk_commands.append(f"{shlex.join(warm_up)}  # warm-up")
             run_wrk(warm_up, WARM_UP_SECONDS)
             workers = worker_processes(server.tree())
             rss = [v for p in workers if (v := rss_mb(p.pid)) is not None]
             for result in results:
-                command = wrk_command(url, result.mode, duration)
+                command = layout.client_argv(wrk_command(url, result.mode, duration))
                 record.wrk_commands.append(shlex.join(command))
                 before = server.tree()
                 result.wrk = run_wrk(command, duration)
@@ -373,6 +374,11 @@ METHOD = f"""\
 - hornbeam ÷ server: hornbeam's req/s divided by that server's, same case, workers and mode.
 - The Flask demo runs on hornbeam with the real shared state (`hornbeam_erlang`); the peers
   run it with `{DICT_STATE}` first on PYTHONPATH: a per-process dict, nothing shared.
+- CPUs: where the machine has more CPUs than the server has workers, `taskset` gives wrk
+  one CPU and the server one CPU per worker, so no server, whatever its threads, uses more
+  cores than it has workers; otherwise every process shares every CPU (see each command).
+  Servers run in this script's session, not one of their own: a separate session is a
+  separate autogroup to Linux's scheduler, which halved granian's figures.
 - wrk runs on the same machine and needs a core of its own: on a small machine the figures
   compare the servers with each other; they are not absolute capacity."""
 

@@ -1,9 +1,10 @@
 """Server processes under measurement, for every benchmark script that starts one.
 
-Owns starting a server in its own session with its log in a 0600 file, polling until it
-answers, watching its process tree, and stopping it and every descendant it was seen with by
-PID; the /proc readers the figures come from (process tree, CPU ticks, RSS, machine-wide CPU
-use); waiting for an idle machine before a start; and free loopback ports. Loopback only.
+Owns which CPUs a server and its load generator run on (`CpuLayout`); starting a server in
+its own process group with its log in a 0600 file, polling until it answers, watching its
+process tree, and stopping it and every descendant it was seen with by PID; the /proc readers
+the figures come from (process tree, CPU ticks, RSS, machine-wide CPU use); waiting for an
+idle machine before a start; and free loopback ports. Loopback only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import http.client
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +43,44 @@ class ServerExited(BenchError):
         super().__init__(f"server exited with code {returncode}:\n{log[-2000:]}")
         self.returncode = returncode
         self.log = log
+
+
+# ---- CPUs ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CpuLayout:
+    """The CPUs the load generator and a server run on; empty means every CPU.
+
+    Where the machine has more CPUs than the server has workers, the load generator gets
+    one CPU and the server `workers` others, so every server gets exactly as many cores as
+    it has workers, whatever its threads do: a Rust I/O thread cannot borrow the load
+    generator's core, and a Python worker cannot be crowded off its own. Otherwise every
+    process shares every CPU. Either way all of them stay in this script's scheduling
+    group: a server in a session of its own would be a separate autogroup, weighed against
+    wrk as a whole (granian's hello on one worker measured 38,000-41,000 req/s that way,
+    and 62,000-77,000 in wrk's group or pinned to a core of its own).
+    """
+
+    client: tuple[int, ...] = ()
+    server: tuple[int, ...] = ()
+
+    @classmethod
+    def for_workers(cls, workers: int, cpus: Sequence[int] | None = None) -> CpuLayout:
+        available = sorted(os.sched_getaffinity(0) if cpus is None else cpus)
+        if len(available) <= workers or shutil.which("taskset") is None:
+            return cls()
+        return cls((available[0],), tuple(available[1 : 1 + workers]))
+
+    @staticmethod
+    def _pinned(argv: Sequence[str], cpus: tuple[int, ...]) -> list[str]:
+        if not cpus:
+            return list(argv)
+        return ["taskset", "-c", ",".join(map(str, cpus)), *argv]
+
+    def client_argv(self, argv: Sequence[str]) -> list[str]:
+        return self._pinned(argv, self.client)
+
+    def server_argv(self, argv: Sequence[str]) -> list[str]:
+        return self._pinned(argv, self.server)
 
 
 # ---- /proc -----------------------------------------------------------------------------------
@@ -163,7 +203,9 @@ class ServerProcess:
 
     def start(self) -> None:
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:  # its own session: a Ctrl-C reaches this script, which then stops the server
+        # Its own process group, so a Ctrl-C reaches only this script, which then stops the
+        # server; not its own session (see CpuLayout).
+        try:
             self.proc = subprocess.Popen(
                 self.argv,
                 stdin=subprocess.DEVNULL,
@@ -171,7 +213,7 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
                 env=self.env,
-                start_new_session=True,
+                process_group=0,
             )
         finally:
             os.close(log_fd)

@@ -8,6 +8,7 @@ wrk is never run here; the benchmark itself runs by hand.
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import sys
 import time
@@ -278,9 +279,24 @@ def test_a_port_for_a_server_that_cannot_report_one_is_free_now() -> None:
         again.bind((servers.HOST, port))
 
 
+def test_each_worker_gets_a_cpu_of_its_own_and_wrk_another_where_there_are_enough(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    one = servers.CpuLayout.for_workers(1, [0, 1])
+    assert (one.client, one.server) == ((0,), (1,))
+    assert one.client_argv(["wrk", "-t1"]) == ["taskset", "-c", "0", "wrk", "-t1"]
+    assert one.server_argv(["granian"]) == ["taskset", "-c", "1", "granian"]
+    assert servers.CpuLayout.for_workers(2, [4, 5, 6, 7]).server == (5, 6)
+    shared = servers.CpuLayout.for_workers(2, [0, 1])
+    assert shared.client_argv(["wrk"]) == ["wrk"] and shared.server_argv(["hb"]) == ["hb"]
+    monkeypatch.setattr(servers.shutil, "which", lambda name: None)
+    assert servers.CpuLayout.for_workers(1, [0, 1]) == servers.CpuLayout()
+
+
 def test_a_real_server_is_found_ready_then_stopped_with_its_worker(tmp_path: Path) -> None:
     run = peers.Run(peers.CASES["wsgi-hello"], peers.SERVERS["hornbeam"], 1)
-    argv = run.server.argv(run.case, run.workers, servers.port_to_bind(True))
+    layout = servers.CpuLayout.for_workers(run.workers)
+    argv = layout.server_argv(run.server.argv(run.case, run.workers, servers.port_to_bind(True)))
     server = servers.ServerProcess(argv, peers.server_env(run), tmp_path / "server.log", 0)
     assert server.command.startswith("PYTHONPATH=bench/apps ")
     with servers.serving(server, run.case.expect, run.workers):
@@ -288,6 +304,8 @@ def test_a_real_server_is_found_ready_then_stopped_with_its_worker(tmp_path: Pat
         tree = server.tree()
         workers = servers.worker_processes(tree)
         assert [p.ppid for p in workers] == [tree[0].pid]
+        if layout.server:  # taskset ran the server itself, and its worker inherited the CPUs
+            assert os.sched_getaffinity(workers[0].pid) == set(layout.server)
         assert (servers.rss_mb(workers[0].pid) or 0) > 1
     assert server.proc is not None and server.proc.returncode is not None
     assert (tmp_path / "server.log").stat().st_mode & 0o777 == 0o600
