@@ -106,6 +106,7 @@ class WiredWorker:
                 trust=trust,
                 on_stuck_request=self.stuck_reports.append,
                 schedule=loop_thread.loop.call_later,  # the handler runs on that loop's thread
+                soon=loop_thread.loop.call_soon,
             )
         self._client_sockets: list[socket.socket] = []
 

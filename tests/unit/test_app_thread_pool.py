@@ -80,6 +80,35 @@ def test_runs_submitted_work_with_its_arguments() -> None:
     assert sorted(results) == [(1, "one"), (2, "two"), (3, "three")]
 
 
+def test_work_submitted_soon_waits_for_the_end_of_the_loop_iteration_then_goes_in_order() -> None:
+    soon: list[Callable[[], None]] = []
+    pool = AppThreadPool(1, soon=soon.append)
+    ran: list[int] = []
+    done = threading.Event()
+
+    def work(number: int) -> None:
+        ran.append(number)
+        if number == 4:
+            done.set()
+
+    for number in range(5):
+        pool.submit_soon(work, number)
+    assert len(soon) == 1  # one hand-over for the whole iteration
+    assert not done.wait(0.05) and ran == []
+    soon.pop()()
+    assert done.wait(DEADLINE)
+    assert ran == [0, 1, 2, 3, 4]
+    pool.submit_soon(work, 5)
+    assert len(soon) == 1  # the next iteration hands its own work over again
+
+
+def test_without_a_loop_work_submitted_soon_goes_at_once() -> None:
+    pool = AppThreadPool(1)
+    done = threading.Event()
+    pool.submit_soon(done.set)
+    assert done.wait(DEADLINE)
+
+
 def test_sequential_work_reuses_one_thread(
     new_threads: Callable[[], set[threading.Thread]],
 ) -> None:

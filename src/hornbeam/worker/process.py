@@ -192,6 +192,7 @@ class Worker:
                 trust=trust,
                 on_stuck_request=self.retire,
                 schedule=loop.call_later,
+                soon=loop.call_soon,
             )
         ctx.handler = handler
         ctx.speaks_websocket = interface == "asgi"

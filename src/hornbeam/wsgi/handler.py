@@ -21,7 +21,7 @@ from hornbeam.io.connection import HttpConnection, RequestCycle
 from hornbeam.logs import AccessLog, error_log
 from hornbeam.wsgi.environ import base_environ, connection_environ, request_environ
 from hornbeam.wsgi.input import EMPTY_INPUT, StreamingInput
-from hornbeam.wsgi.pool import AppThreadPool, Schedule
+from hornbeam.wsgi.pool import AppThreadPool, Schedule, Soon
 from hornbeam.wsgi.response import ResponseAborted, WsgiResponse
 
 WsgiApp = Callable[..., Any]
@@ -39,9 +39,10 @@ class WsgiHandler:
         trust: ProxyTrust,
         on_stuck_request: Callable[[str], None],
         schedule: Schedule | None = None,
+        soon: Soon | None = None,
     ) -> None:
         self.app = app
-        self.pool = AppThreadPool(threads, schedule) if threads > 0 else None
+        self.pool = AppThreadPool(threads, schedule, soon) if threads > 0 else None
         self.needs_complete_body = self.pool is None
         self._post = post if self.pool is not None else run_inline
         self._access_log = access_log
@@ -62,7 +63,7 @@ class WsgiHandler:
 
     def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
         if self.pool is not None:
-            self.pool.submit(self._run, conn, cycle)
+            self.pool.submit_soon(self._run, conn, cycle)
         else:
             self._run(conn, cycle)
 

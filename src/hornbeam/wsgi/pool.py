@@ -20,6 +20,13 @@ others. Linux's CPU pressure counter (PSI) tells them apart:
 Without PSI, low CPU use adds one thread per look. When the CPU is full, a running thread
 parks. Up to ``size`` threads; idle ones cost nothing.
 
+Work reaches the threads once per event loop iteration (``submit_soon``), not request by
+request. uvloop takes the GIL for each I/O callback and lets go of it after; a thread woken
+by the first request of a burst would take it at each such gap and the loop would wait to
+get it back, over and over. Handed over together after the callbacks, the burst is served
+in one stretch (WSGI hello, one worker on one core: 57,000 -> 79,000 req/s; 64 KB bodies
+34,000 -> 44,500).
+
 The queues are C-level ``SimpleQueue``s and no Python lock is held per request: a lock
 contended under the GIL turns into a convoy (measured: 32 threads behind one
 ``threading.Lock`` served 6,500 req/s where tokens served 50,000).
@@ -47,12 +54,17 @@ UNCONTENDED = 0.1
 _PSI_CPU = "/proc/pressure/cpu"
 
 Schedule = Callable[[float, Callable[[], None]], object]
+Soon = Callable[[Callable[[], None]], object]
 
 
 class AppThreadPool:
-    def __init__(self, size: int, schedule: Schedule | None = None) -> None:
+    def __init__(
+        self, size: int, schedule: Schedule | None = None, soon: Soon | None = None
+    ) -> None:
         self._size = size
         self._schedule = schedule  # loop.call_later, to look again at waiting work
+        self._soon = soon  # loop.call_soon, to hand an iteration's work over after its I/O
+        self._batch: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
         self._work: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
             queue.SimpleQueue()
         )
@@ -74,6 +86,22 @@ class AppThreadPool:
         self._surplus = 0  # running threads asked to park at their next free moment
 
     # ---- the loop's side ---------------------------------------------------------------------
+    def submit_soon(self, fn: Callable[..., None], *args: Any) -> None:
+        """Submit ``fn(*args)`` with the rest of this loop iteration's work, once its I/O
+        callbacks have run (at once without a loop's ``soon``)."""
+        if self._soon is None:
+            self.submit(fn, *args)
+            return
+        batch = self._batch
+        batch.append((fn, args))
+        if len(batch) == 1:
+            self._soon(self._submit_batch)
+
+    def _submit_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        for fn, args in batch:
+            self.submit(fn, *args)
+
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         self._work.put((fn, args))
         try:
