@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -343,3 +344,19 @@ def test_stalled_for_grows_when_every_thread_is_stuck(gate: Gate) -> None:
     gate.release.set()
     wait_until(lambda: pool.stalled_for(time.monotonic() + 30) == 0.0)
     assert gate.finished == 2
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_app_threads_run_without_wakeup_preemption() -> None:
+    pool = AppThreadPool(1)
+    policies: list[int] = []
+    done = threading.Event()
+
+    def work() -> None:
+        policies.append(os.sched_getscheduler(0))
+        done.set()
+
+    pool.submit(work)
+    assert done.wait(DEADLINE)
+    assert policies == [os.SCHED_BATCH]
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the loop's thread keeps its own
