@@ -360,3 +360,69 @@ def test_app_threads_run_without_wakeup_preemption() -> None:
     assert done.wait(DEADLINE)
     assert policies == [os.SCHED_BATCH]
     assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the loop's thread keeps its own
+
+
+def test_threads_asleep_in_the_kernel_get_company_even_on_a_contended_cpu(
+    new_threads: Callable[[], set[threading.Thread]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PSI reads high (this load's own threads, or a neighbour, wait for a CPU), but the
+    running requests' threads sleep in a read: blocking, so every waiting request gets a
+    thread. Threads waiting on a lock (the contended case above) get none."""
+    clock, pressure = FakeClock(), FakePressure()
+    monkeypatch.setattr(pool_module, "time", clock)
+    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    looks: list[Callable[[], None]] = []
+    pool = AppThreadPool(8, lambda delay, look: looks.append(look))
+    read_end, write_end = os.pipe()
+    try:
+        for _ in range(4):
+            pool.submit(os.read, read_end, 1)
+        wait_until(lambda: any(pool._busy_since))
+        wait_until(lambda: pool_module._sleeps_outside_futex(pool._thread_ids[0]))
+        window = STALL / 2
+        clock.wall += window
+        pressure.total += int(window * 1e6 * 0.5)  # half the window some task waited for a CPU
+        looks.pop()()
+        assert len(new_threads()) == 4
+    finally:
+        os.write(write_end, b"x" * 4)
+        os.close(write_end)
+        wait_until(lambda: not any(pool._busy_since))
+        os.close(read_end)
+
+
+def test_a_wait_channel_tells_a_sleep_from_a_lock_and_a_running_thread() -> None:
+    lock = threading.Lock()
+    lock.acquire()
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    sleeper = threading.Thread(target=time.sleep, args=(DEADLINE,), daemon=True)
+    waiter = threading.Thread(target=lock.acquire, args=(True, DEADLINE), daemon=True)
+    spinner = threading.Thread(target=spin, daemon=True)
+    for thread in (sleeper, waiter, spinner):
+        thread.start()
+    try:
+        assert sleeper.native_id is not None and waiter.native_id is not None
+        if not _wait_channels_readable(sleeper.native_id):
+            pytest.skip("this kernel does not show wait channels")
+        wait_until(lambda: pool_module._sleeps_outside_futex(sleeper.native_id or 0))
+        assert not pool_module._sleeps_outside_futex(waiter.native_id)
+        assert spinner.native_id is not None
+        assert not pool_module._sleeps_outside_futex(spinner.native_id)
+        assert not pool_module._sleeps_outside_futex(2**22 + 7)  # no such thread
+    finally:
+        stop.set()
+        lock.release()
+
+
+def _wait_channels_readable(thread_id: int) -> bool:
+    deadline = time.monotonic() + 1
+    while time.monotonic() < deadline:
+        if pool_module._sleeps_outside_futex(thread_id):
+            return True
+        time.sleep(0.01)
+    return False

@@ -14,9 +14,14 @@ others. Linux's CPU pressure counter (PSI) tells them apart:
   request has lasted ``BLOCKED`` (a route sleeping 5 ms: 0.85x -> 0.95-0.98x granian, p99
   26 -> 7 ms). That last condition keeps a misreading (a look that falls where a load
   stops) from growing threads for quick requests;
-- tasks waited: the process is starved, not blocked, and only the stall rule adds threads
-  (the Flask demo on 2 workers, where each look added one, ran on 64 threads at 17,400 req/s
-  against 22,600 on one).
+- tasks waited: the process may be starved rather than blocked. Unless a thread of the
+  latest requests running for ``BLOCKED`` sleeps in the kernel on something other than a
+  lock (its wait channel, /proc/self/task/<tid>/wchan: a sleep, a poll, a socket read),
+  only the stall rule adds threads (the Flask demo on 2 workers, where each look added one, ran on 64 threads
+  at 17,400 req/s against 22,600 on one). The wait channel matters where a load's own
+  threads, or its neighbours, make PSI read high: the 5 ms route on a core of its own read
+  above 0.1 at most looks; reading its threads' sleep as blocking took it from 8,700-9,230
+  to 9,000-9,350 req/s (alternating runs), p99 from 7.8-9.8 ms to 6.3-9.0 ms.
 Without PSI, low CPU use adds one thread per look. When the CPU is full, a running thread
 parks. Up to ``size`` threads; idle ones cost nothing.
 
@@ -24,8 +29,8 @@ Work reaches the threads once per event loop iteration (``submit_soon``), not re
 request. uvloop takes the GIL for each I/O callback and lets go of it after; a thread woken
 by the first request of a burst would take it at each such gap and the loop would wait to
 get it back, over and over. Handed over together after the callbacks, the burst is served
-in one stretch (WSGI hello, one worker on one core: 57,000 -> 79,000 req/s; 64 KB bodies
-34,000 -> 44,500).
+in one stretch (one worker on one core: WSGI hello 67,900-69,700 -> 85,400-87,700 req/s,
+64 KB bodies 45,500-45,800 -> 54,000-55,100).
 
 App threads run under Linux's SCHED_BATCH policy: the same share of the CPU, but a thread
 woken up does not preempt the one running. Without it, a request handed over woke its
@@ -60,6 +65,7 @@ SATURATED = 0.95  # above it, more running threads only fight over the GIL
 # Share of the time some task on this machine waited for a CPU (Linux PSI), below which a
 # process using little CPU is taken to be blocking, not starved of CPU.
 UNCONTENDED = 0.1
+SAMPLED = 3  # longest-running requests whose threads' wait channels a look reads
 _PSI_CPU = "/proc/pressure/cpu"
 
 Schedule = Callable[[float, Callable[[], None]], object]
@@ -83,6 +89,7 @@ class AppThreadPool:
         # busy_since[i]: when thread i took its current request, 0.0 while it has none. Each
         # slot is written by its own thread only, so no lock is needed.
         self._busy_since: list[float] = []
+        self._thread_ids: list[int] = []  # kernel thread ids, for their wait channels
         self._relief_pending = False
         # CPU use is measured from when a look is armed to when it runs: idle time before work
         # arrived must not read as "the threads are blocking".
@@ -131,7 +138,7 @@ class AppThreadPool:
         busy = (cpu - self._cpu_mark) / elapsed if elapsed > 0 else 1.0
         self._busy = busy = 0.7 * self._busy + 0.3 * busy  # smoothed: GIL switches are bursty
         contended = self._cpu_contended(elapsed) if busy < BUSY else None
-        self._blocking = contended is False
+        self._blocking = contended is False or (busy < BUSY and self._running_sleep_in_kernel(now))
         waiting = self._work.qsize()
         if not waiting:
             return
@@ -160,6 +167,23 @@ class AppThreadPool:
             return None
         return (pressure - self._pressure_mark) / (elapsed * 1e6) >= UNCONTENDED
 
+    def _running_sleep_in_kernel(self, now: float) -> bool:
+        """One of the ``SAMPLED`` requests that started last, of those running for
+        ``BLOCKED`` already, has its thread asleep in the kernel on something other than a
+        futex. A futex is the GIL or a lock: waiting for this process, not blocking it. The
+        oldest requests are the wrong sample: they are the ones about to finish, most of
+        them awake and waiting for the GIL."""
+        started_before = now - BLOCKED
+        running = sorted(
+            (
+                (since, index)
+                for index, since in enumerate(self._busy_since)
+                if 0 < since <= started_before
+            ),
+            reverse=True,
+        )[:SAMPLED]
+        return any(_sleeps_outside_futex(self._thread_ids[index]) for _, index in running)
+
     def _held_longest(self, now: float) -> float:
         """How long the oldest request still running has been running (0.0 for none)."""
         return now - min((since for since in self._busy_since if since), default=now)
@@ -187,6 +211,7 @@ class AppThreadPool:
     def _start_thread(self) -> None:
         index = len(self._threads)
         self._busy_since.append(0.0)
+        self._thread_ids.append(0)  # set by the thread itself
         thread = threading.Thread(
             target=self._serve, args=(index,), name=f"hornbeam-app-{index}", daemon=True
         )
@@ -195,6 +220,7 @@ class AppThreadPool:
 
     # ---- the threads' side -------------------------------------------------------------------
     def _serve(self, index: int) -> None:
+        self._thread_ids[index] = threading.get_native_id()
         _no_wakeup_preemption()
         work = self._work
         busy = self._busy_since
@@ -246,6 +272,16 @@ def _no_wakeup_preemption() -> None:
         # Refused in some sandboxes: the default policy only costs some speed.
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, batch, os.sched_param(0))
+
+
+def _sleeps_outside_futex(thread_id: int) -> bool:
+    """The thread sleeps in the kernel, and not on a futex ("0": running, or unknown here)."""
+    try:
+        with open(f"/proc/self/task/{thread_id}/wchan", "rb") as wchan:
+            channel = wchan.read()
+    except OSError:
+        return False
+    return channel not in (b"", b"0") and not channel.startswith(b"futex")
 
 
 def _cpu_pressure_us() -> int | None:
