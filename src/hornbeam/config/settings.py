@@ -156,8 +156,8 @@ class Settings:
         form=_COUNT,
         section="Workers",
         help="Most WSGI app threads per worker; more run at once only while the others block "
-        "(idle ones cost nothing). 0 runs WSGI apps inline on the event loop: faster, but only "
-        "for apps that never block.",
+        "(idle ones cost nothing). 0 runs WSGI apps inline on the event loop: faster only for "
+        "tiny apps, and only for apps that never block.",
     )
     max_requests: int = _setting(
         0,

@@ -3,7 +3,7 @@
 Thread mode (default): the loop hands each request to :class:`AppThreadPool`; a thread builds
 the environ, calls the app, and posts the framed bytes back through the loop channel, so one
 slow request never delays the others of its worker. Inline mode (``threads = 0``) calls the
-app on the loop thread itself, once the whole body is in: fastest, for apps that never block.
+app on the loop thread itself, once the whole body is in: faster for tiny apps that never block.
 """
 
 from __future__ import annotations
