@@ -17,11 +17,12 @@ others. Linux's CPU pressure counter (PSI) tells them apart:
 - tasks waited: the process may be starved rather than blocked. Unless a thread of the
   latest requests running for ``BLOCKED`` sleeps in the kernel on something other than a
   lock (its wait channel, /proc/self/task/<tid>/wchan: a sleep, a poll, a socket read),
-  only the stall rule adds threads (the Flask demo on 2 workers, where each look added one, ran on 64 threads
-  at 17,400 req/s against 22,600 on one). The wait channel matters where a load's own
-  threads, or its neighbours, make PSI read high: the 5 ms route on a core of its own read
-  above 0.1 at most looks; reading its threads' sleep as blocking took it from 8,700-9,230
-  to 9,000-9,350 req/s (alternating runs), p99 from 7.8-9.8 ms to 6.3-9.0 ms.
+  only the stall rule adds threads (the Flask demo on 2 workers, where each look added
+  one, ran on 64 threads at 17,400 req/s against 22,600 on one). The wait channel matters
+  where a load's own threads, or its neighbours, make PSI read high: the 5 ms route on a
+  core of its own read above 0.1 at most looks; reading its threads' sleep as blocking took
+  it from 8,700-9,230 to 9,000-9,350 req/s (alternating runs), p99 from 7.8-9.8 ms to
+  6.3-9.0 ms.
 Without PSI, low CPU use adds one thread per look. When the CPU is full, a running thread
 parks. Up to ``size`` threads; idle ones cost nothing.
 
