@@ -267,6 +267,7 @@ class WebSocketSession:
         transport = self.conn.transport
         if protocol is None or transport is None:
             return
+        self.conn.flush_output()  # the handshake's answer goes first
         for chunk in protocol.data_to_send():
             if chunk:
                 if not transport.is_closing():

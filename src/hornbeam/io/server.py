@@ -50,11 +50,24 @@ class ServerContext:
         self.handler: RequestHandler
         self.speaks_websocket = False  # the handler can take over upgraded connections
         self._servers: list[asyncio.AbstractServer] = []
+        self._output_queued: list[HttpConnection] = []
 
     def is_health_check(self, target: bytes) -> bool:
         health = self.health_target
         assert health is not None
         return target == health or (target.startswith(health) and target[len(health)] == 0x3F)
+
+    def output_queued(self, conn: HttpConnection) -> None:
+        """``conn`` has bytes to send: send them, and every other connection's, at the end
+        of this loop iteration (see ``HttpConnection._queue``)."""
+        if not self._output_queued:
+            self.loop.call_soon(self._flush_output)
+        self._output_queued.append(conn)
+
+    def _flush_output(self) -> None:
+        queued, self._output_queued = self._output_queued, []
+        for conn in queued:
+            conn.flush_output()
 
     def connection_opened(self, conn: HttpConnection) -> None:
         self.connections.add(conn)
