@@ -4,6 +4,7 @@ sent together at its end, except what must go at once (a large response, a close
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Iterator
 from typing import Any
 
@@ -145,3 +146,15 @@ def test_a_large_response_goes_at_once_under_the_transports_flow_control(
     assert transport.sent == [HEAD + body]  # one writev, before the iteration ends
     _end_of_iteration(loop)
     assert len(transport.sent) == 1
+
+
+def test_a_closed_connection_leaves_nothing_for_the_garbage_collector(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    conn, _ = _connection(loop)
+    conn.data_received(REQUEST)
+    _end_of_iteration(loop)
+    gc.collect()
+    conn.connection_lost(None)
+    del conn
+    assert gc.collect() == 0

@@ -6,6 +6,7 @@ replay must give the same events (adjacent Data merged) or the same ProtocolErro
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -377,3 +378,18 @@ def test_mutated_requests_give_events_or_a_protocol_error_never_a_crash() -> Non
     for _ in range(600):
         raw = mutations(rng, rng.choice(VALID).raw)
         replay(random_chunks(raw, rng.randrange(1000)), Limits(body=1 << 20))
+
+
+def test_a_released_parser_leaves_nothing_for_the_garbage_collector() -> None:
+    """The C parser holds the parser's callbacks: a cycle, until ``release()`` breaks it."""
+    request = b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+    gc.collect()
+    kept = RequestParser(Limits())
+    kept.feed(request)
+    del kept
+    assert gc.collect() > 0  # the cycle was real
+    released = RequestParser(Limits())
+    released.feed(request)
+    released.release()
+    del released
+    assert gc.collect() == 0

@@ -129,6 +129,13 @@ class ProtocolError(HornbeamError):
         self.events: list[Event] = []
 
 
+class _NoCallbacks:
+    """The protocol of the C parser a released RequestParser keeps: it is never fed."""
+
+
+_RELEASED = httptools.HttpRequestParser(_NoCallbacks())
+
+
 class RequestParser:
     """One connection's request stream: ``feed(bytes) -> [Request, Data..., EndOfMessage, ...]``.
 
@@ -210,6 +217,13 @@ class RequestParser:
         if state == _HEAD or (state == _BODY and self._chunked):
             self._bound_unfinished_line(data, state_before)
         return events
+
+    def release(self) -> None:
+        """Let go of the C parser once the connection is over. It holds this object's
+        callbacks, so the two form a reference cycle that otherwise waits for the garbage
+        collector: with ``Connection: close`` that was 16 objects a connection, a gen-0
+        collection every 60 connections and 5% of the worker's CPU."""
+        self._llhttp = _RELEASED
 
     def take_upgrade_bytes(self) -> bytes:
         """The bytes received after an upgrade or CONNECT request, not parsed; then forgets them."""

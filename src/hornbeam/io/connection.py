@@ -210,6 +210,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.parser.release()
         if self.upgraded is not None:
             self.upgraded.connection_lost()
         for cycle in (self.cycle, self.receiving, *self.pipeline):
