@@ -33,7 +33,6 @@ opened without writemap, in every process of the server alike.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import shutil
 import tempfile
@@ -42,12 +41,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Generic, cast
 
+from hornbeam.logs import error_log
 from hornbeam.state.api import SharedBackend, StateError, StateFullError, StoreLimits
 from hornbeam.state.backends.lmdb_binding import DEFAULT, Binding, Environment, Transaction
 from hornbeam.state.codec import RECORD_HEADER
 from hornbeam.state.records import Body, Clock, P, RecordStore, RecordTxn, T
-
-log = logging.getLogger("hornbeam.state")
 
 RUN_DIR_PARENT = "/dev/shm"
 RUN_DIR_PREFIX = "hornbeam-state-"
@@ -375,7 +373,7 @@ class LmdbSharedState(SharedBackend):
         try:
             return True, LmdbStore(location, limits=limits).open()
         except MapAllocationError as exc:
-            log.warning("%s; the store goes on without a writable map, a little slower", exc)
+            error_log.warning("%s; the store goes on without a writable map, a little slower", exc)
             return False, LmdbStore(location, limits=limits, writemap=False).open()
 
     @property
