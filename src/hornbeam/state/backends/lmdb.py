@@ -70,10 +70,12 @@ class MapFile:
     the file to a process's map size whenever that process maps it (open, set_mapsize), so
     a map size must never be below the file's size, or the pages another process writes
     would be cut off. Hence every change of a map size, in any process, happens inside
-    `resizing()` (an flock of mapsize.lock) and uses at least the file's size then.
+    `resizing()` (an flock of mapsize.lock) and uses at least the file's size then: `resize`
+    for a store already open, the opening itself for one that is not.
     """
 
     def __init__(self, directory: str) -> None:
+        self._directory = directory
         self._data_path = os.path.join(directory, "data.mdb")
         self._lock_path = os.path.join(directory, "mapsize.lock")
 
@@ -93,15 +95,29 @@ class MapFile:
 
     def allocate(self, size: int) -> None:
         """Allocate the first `size` bytes of the data file (call inside `resizing()`)."""
-        fd = os.open(self._data_path, os.O_RDWR | os.O_CLOEXEC)
         try:
-            # Already allocated (the usual case: a reopen, or adopting another process's
-            # growth) unless there is a hole before `size`; the end of the file counts as one.
-            # Asking is cheap, allocating again takes a millisecond per 32 MiB.
-            if os.lseek(fd, 0, os.SEEK_HOLE) < size:
-                os.posix_fallocate(fd, 0, size)
-        finally:
-            os.close(fd)
+            fd = os.open(self._data_path, os.O_RDWR | os.O_CLOEXEC)
+            try:
+                # Already allocated (the usual case: a reopen, or adopting another process's
+                # growth) unless there is a hole before `size`; the end of the file counts as
+                # one. Asking is cheap, allocating again takes a millisecond per 32 MiB.
+                if os.lseek(fd, 0, os.SEEK_HOLE) < size:
+                    os.posix_fallocate(fd, 0, size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise MapAllocationError(
+                f"the state store in {self._directory} cannot take {size} bytes on its "
+                f"filesystem: {exc.strerror}. Free space there, delete keys, or give shorter ttls"
+            ) from exc
+
+    def resize(self, env: Environment, wanted: int) -> None:
+        """Map at least `wanted` bytes of `env`, and at least the whole file (another process
+        may have grown it further), allocated first."""
+        with self.resizing() as file_size:
+            size = max(wanted, file_size)
+            self.allocate(size)
+            env.set_mapsize(size)
 
 
 class _Removal(Generic[P, T]):
@@ -171,24 +187,15 @@ class LmdbStore(RecordStore):
         with map_file.resizing() as file_size:
             size = max(self._limits.map_size, file_size)
             if file_size:
-                self._allocate(map_file, size)
+                map_file.allocate(size)
             env = self._binding.open(self.path, size, True)
             try:
                 # A new store: LMDB has just created the file, as a sparse one.
-                self._allocate(map_file, env.info()["map_size"])
+                map_file.allocate(env.info()["map_size"])
             except BaseException:
                 env.close()
                 raise
             return env
-
-    def _allocate(self, map_file: MapFile, size: int) -> None:
-        try:
-            map_file.allocate(size)
-        except OSError as exc:
-            raise MapAllocationError(
-                f"the state store in {self.path} cannot take {size} bytes on its filesystem: "
-                f"{exc.strerror}. Free space there, delete keys, or give shorter ttls"
-            ) from exc
 
     def _read(self, body: Body[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         with self._lock:
@@ -237,13 +244,10 @@ class LmdbStore(RecordStore):
 
     def _adopt_map_size(self, env: Environment) -> Environment:
         """Take the map size another process grew the store to (no transaction may be open)."""
-        map_file = self._map_file
-        if map_file is None:
+        if self._map_file is None:
             env.set_mapsize(0)
         else:
-            with map_file.resizing() as file_size:
-                self._allocate(map_file, file_size)
-                env.set_mapsize(file_size)
+            self._map_file.resize(env, 0)
         return env
 
     def _grow(self, env: Environment, removing: bool) -> None:
@@ -258,14 +262,10 @@ class LmdbStore(RecordStore):
                 "ttls, or raise max_size"
             )
         wanted = min(size * 2, ceiling)
-        map_file = self._map_file
-        if map_file is None:
+        if self._map_file is None:
             env.set_mapsize(wanted)
         else:
-            with map_file.resizing() as file_size:
-                wanted = max(wanted, file_size)  # another process may have grown it further
-                self._allocate(map_file, wanted)
-                env.set_mapsize(wanted)
+            self._map_file.resize(env, wanted)
         if env.info()["map_size"] <= size:
             raise StateError(f"the state store in {self.path} could not grow past {size} bytes")
 
