@@ -59,6 +59,7 @@ class Case:
     expect: bytes  # the answer to GET / must contain this, so every server serves the same
     pythonpath: tuple[str, ...] = (APPS,)
     uses_state: bool = False  # peers get the dict stand-in for hornbeam_erlang
+    static: bool = False  # the same answer every time, and no work: the ceiling can serve it
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Server:
     template: str  # split on spaces; no part holds one
     reports_port: bool = False
     is_hornbeam: bool = False
+    static_only: bool = False  # serves only the cases whose answer never changes
 
     def argv(self, case: Case, workers: int, port: int) -> list[str]:
         values = {"app": case.app, "workers": workers, "port": port, "interface": case.interface}
@@ -98,17 +100,26 @@ SERVERS = {
         ),
         Server("granian", WSGI | ASGI, f"granian --interface {{interface}} {_BIND} {{app}}"),
         Server("hypercorn", ASGI, "hypercorn -k uvloop -b 127.0.0.1:{port} -w {workers} {app}"),
+        Server(
+            "ceiling",
+            WSGI | ASGI,
+            "ceiling {app} --interface {interface} --host 127.0.0.1 --port {port}"
+            " --workers {workers}",
+            reports_port=True,
+            static_only=True,
+        ),
     )
 }
-# hornbeam-inline is opt-in: inline apps must never block, and the full matrix has a budget.
-DEFAULT_SERVERS = [name for name in SERVERS if name != "hornbeam-inline"]
+# Opt-in: inline apps must never block, the ceiling (bench/apps/ceiling.py) is a yardstick,
+# not a server, and the full matrix has a budget.
+DEFAULT_SERVERS = [name for name in SERVERS if name not in ("hornbeam-inline", "ceiling")]
 
 CASES = {
     c.name: c
     for c in (
-        Case("wsgi-hello", "wsgi", "wsgi_apps:hello", b"Hello, World!"),
-        Case("asgi-hello", "asgi", "asgi_apps:hello", b"Hello, World!"),
-        Case("wsgi-64k", "wsgi", "wsgi_apps:body_64k", b"x" * 65536),
+        Case("wsgi-hello", "wsgi", "wsgi_apps:hello", b"Hello, World!", static=True),
+        Case("asgi-hello", "asgi", "asgi_apps:hello", b"Hello, World!", static=True),
+        Case("wsgi-64k", "wsgi", "wsgi_apps:body_64k", b"x" * 65536, static=True),
         Case(
             "flask-demo",
             "wsgi",
@@ -159,6 +170,7 @@ def plan_runs(cases: Sequence[str], servers: Sequence[str], workers: Sequence[in
         for w in workers
         for s in servers
         if CASES[c].interface in SERVERS[s].interfaces
+        if CASES[c].static or not SERVERS[s].static_only
     ]
     if not runs:
         raise BenchError("no server in --servers speaks the interface of any case in --cases")
@@ -433,7 +445,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--cases", type=_names, help=f"default: {','.join(CASES)}")
     parser.add_argument(
-        "--servers", type=_names, help=f"default: {','.join(DEFAULT_SERVERS)}; also hornbeam-inline"
+        "--servers",
+        type=_names,
+        help=f"default: {','.join(DEFAULT_SERVERS)}; also hornbeam-inline, ceiling",
     )
     parser.add_argument("--workers", type=_counts, help="worker counts (default: 1,2)")
     parser.add_argument("--modes", type=_names, help=f"default: {','.join(MODES)}")

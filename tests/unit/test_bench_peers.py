@@ -143,6 +143,17 @@ def test_full_matrix_pairs_each_case_with_the_servers_of_its_interface() -> None
     assert peers.estimated_seconds(runs, args.modes, args.duration) < 8 * 60
 
 
+def test_the_ceiling_serves_only_the_cases_whose_answer_never_changes() -> None:
+    args = peers.parse_args(["--servers", "ceiling,hornbeam"])
+    runs = peers.plan_runs(args.cases, args.servers, args.workers)
+    assert {r.case.name for r in runs if r.server.name == "ceiling"} == {
+        "wsgi-hello",
+        "asgi-hello",
+        "wsgi-64k",
+    }
+    assert "ceiling" not in peers.parse_args([]).servers  # a yardstick, opt-in
+
+
 def test_unknown_names_and_empty_selections_are_refused() -> None:
     with pytest.raises(peers.BenchError, match="unknown server nginx"):
         peers.plan_runs(["wsgi-hello"], ["nginx"], [1])
@@ -309,6 +320,33 @@ def test_a_real_server_is_found_ready_then_stopped_with_its_worker(tmp_path: Pat
         assert (servers.rss_mb(workers[0].pid) or 0) > 1
     assert server.proc is not None and server.proc.returncode is not None
     assert (tmp_path / "server.log").stat().st_mode & 0o777 == 0o600
+    _assert_all_gone(tree)
+
+
+@pytest.mark.parametrize("case", ["wsgi-64k", "asgi-hello"])
+def test_the_ceiling_answers_like_the_app_on_every_worker_then_stops(
+    case: str, tmp_path: Path
+) -> None:
+    run = peers.Run(peers.CASES[case], peers.SERVERS["ceiling"], 2)
+    argv = run.server.argv(run.case, run.workers, 0)
+    server = servers.ServerProcess(argv, peers.server_env(run), tmp_path / "server.log", 0)
+    with servers.serving(server, run.case.expect, run.workers):
+        tree = server.tree()
+        assert len(servers.worker_processes(tree)) == 2
+        with socket.create_connection((servers.HOST, server.port), timeout=5) as client:
+            request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+            client.sendall(
+                request * 2 + request.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+            )
+            answer = b""
+            while chunk := client.recv(1 << 16):  # the third request's close ends the loop
+                answer += chunk
+        assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3
+        assert answer.count(run.case.expect) == 3
+    _assert_all_gone(tree)
+
+
+def _assert_all_gone(tree: list[Any]) -> None:
     deadline = time.monotonic() + 5
     while (alive := [p for p in tree if _still_running(p)]) and time.monotonic() < deadline:
         time.sleep(0.01)  # a worker killed by PID may take a moment to be reaped
