@@ -59,7 +59,9 @@ class Case:
     expect: bytes  # the answer to GET / must contain this, so every server serves the same
     pythonpath: tuple[str, ...] = (APPS,)
     uses_state: bool = False  # peers get the dict stand-in for hornbeam_erlang
-    static: bool = False  # the same answer every time, and no work: the ceiling can serve it
+    # How bench/apps/ceiling.py answers it: "static" (the same bytes every time: the app
+    # does no work), "per-request" (a WSGI app called inline), "" (not at all).
+    ceiling: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,10 +77,16 @@ class Server:
     template: str  # split on spaces; no part holds one
     reports_port: bool = False
     is_hornbeam: bool = False
-    static_only: bool = False  # serves only the cases whose answer never changes
+    needs_ceiling: bool = False  # serves only the cases that name a ceiling
 
     def argv(self, case: Case, workers: int, port: int) -> list[str]:
-        values = {"app": case.app, "workers": workers, "port": port, "interface": case.interface}
+        values = {
+            "app": case.app,
+            "workers": workers,
+            "port": port,
+            "interface": case.interface,
+            "ceiling": case.ceiling,
+        }
         return [sys.executable, "-m", *(part.format(**values) for part in self.template.split())]
 
 
@@ -103,10 +111,10 @@ SERVERS = {
         Server(
             "ceiling",
             WSGI | ASGI,
-            "ceiling {app} --interface {interface} --host 127.0.0.1 --port {port}"
-            " --workers {workers}",
+            "ceiling {app} --interface {interface} --answer {ceiling} --host 127.0.0.1"
+            " --port {port} --workers {workers}",
             reports_port=True,
-            static_only=True,
+            needs_ceiling=True,
         ),
     )
 }
@@ -117,9 +125,9 @@ DEFAULT_SERVERS = [name for name in SERVERS if name not in ("hornbeam-inline", "
 CASES = {
     c.name: c
     for c in (
-        Case("wsgi-hello", "wsgi", "wsgi_apps:hello", b"Hello, World!", static=True),
-        Case("asgi-hello", "asgi", "asgi_apps:hello", b"Hello, World!", static=True),
-        Case("wsgi-64k", "wsgi", "wsgi_apps:body_64k", b"x" * 65536, static=True),
+        Case("wsgi-hello", "wsgi", "wsgi_apps:hello", b"Hello, World!", ceiling="static"),
+        Case("asgi-hello", "asgi", "asgi_apps:hello", b"Hello, World!", ceiling="static"),
+        Case("wsgi-64k", "wsgi", "wsgi_apps:body_64k", b"x" * 65536, ceiling="static"),
         Case(
             "flask-demo",
             "wsgi",
@@ -127,6 +135,7 @@ CASES = {
             b"Welcome to Flask on Hornbeam!",
             (APPS, FLASK_DEMO),
             uses_state=True,
+            ceiling="per-request",
         ),
         Case("wsgi-block-5ms", "wsgi", "wsgi_apps:blocking_5ms", b"Hello, World!"),
         Case("fastapi-json", "asgi", "fastapi_json:app", b'"ok":true'),
@@ -170,7 +179,7 @@ def plan_runs(cases: Sequence[str], servers: Sequence[str], workers: Sequence[in
         for w in workers
         for s in servers
         if CASES[c].interface in SERVERS[s].interfaces
-        if CASES[c].static or not SERVERS[s].static_only
+        if CASES[c].ceiling or not SERVERS[s].needs_ceiling
     ]
     if not runs:
         raise BenchError("no server in --servers speaks the interface of any case in --cases")

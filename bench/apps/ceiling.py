@@ -1,14 +1,19 @@
 """The practical ceiling of the side-by-side benchmark: the least a Python server can do.
 
-`bench/peers.py --servers ceiling,...` runs it beside the real servers, on the cases whose
-answer never changes (`Case.static`). It asks the app once, at start-up, for its answer, then
-answers every request with those bytes from a uvloop + httptools protocol: no environ or
-scope, no header checks, no Date, no limits or timers, no logs; only keep-alive and
-`Connection: close` are honoured, because wrk needs them. It is not a server anyone should
-run, it is a yardstick: a target above it is out of reach for any server that parses
-requests in Python, and a server's ratio to it shows what its own machinery costs.
+`bench/peers.py --servers ceiling,...` runs it beside the real servers, on the cases that
+name a ceiling (`Case.ceiling`), with the least work each answer can take:
+- `static` (hello, 64 KB): it asks the app once, at start-up, for its answer to GET /, and
+  sends those bytes to every request.
+- `per-request` (WSGI apps that do work, the Flask demo): it calls the app for every request,
+  inline on the loop, with an environ of the method, path, query and headers.
+Either way the bytes leave from a uvloop + httptools protocol with no header checks, no
+Date, no limits or timers, no logs; only keep-alive and `Connection: close` are honoured,
+because wrk needs them. It is not a server anyone should run, it is a yardstick: a target
+above it is out of reach for any server that parses requests in Python, and a server's
+ratio to it shows what its own machinery costs.
 
-    python -m ceiling MODULE:APP --interface wsgi|asgi --host 127.0.0.1 --port PORT [--workers N]
+    python -m ceiling MODULE:APP --interface wsgi|asgi --answer static|per-request \
+        --host 127.0.0.1 --port PORT [--workers N]
 
 With N > 1 it forks N processes that accept on the one listening socket.
 """
@@ -17,7 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import functools
 import importlib
 import io
 import os
@@ -34,29 +39,32 @@ import uvloop
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, body
 
 
-def wsgi_answer(app: Callable[..., Any]) -> Answer:
-    """Call a WSGI app once with a GET / environ and collect what it answered."""
+WSGI_BASE = {
+    "REQUEST_METHOD": "GET",
+    "SCRIPT_NAME": "",
+    "PATH_INFO": "/",
+    "QUERY_STRING": "",
+    "SERVER_NAME": "127.0.0.1",
+    "SERVER_PORT": "80",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "http",
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+}
+
+
+def wsgi_answer(app: Callable[..., Any], environ: dict[str, Any]) -> Answer:
+    """Call a WSGI app with `environ` (a GET, no body) and collect what it answered."""
     started: list[Any] = []
 
     def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
         started[:] = [int(status.split()[0]), [(k.encode(), v.encode()) for k, v in headers]]
         return lambda data: None
 
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/",
-        "QUERY_STRING": "",
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
+    environ["wsgi.input"] = io.BytesIO()
     chunks = app(environ, start_response)
     try:
         body = b"".join(chunks)
@@ -110,7 +118,8 @@ def response_bytes(answer: Answer) -> bytes:
 class FixedAnswer(asyncio.Protocol):
     """Answer every request on the connection with the same bytes."""
 
-    response = b""
+    def __init__(self, response: bytes) -> None:
+        self.response = response
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
@@ -119,53 +128,97 @@ class FixedAnswer(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            raise  # an error of the app or of this module: let the loop report it
         except httptools.HttpParserError:
             self.transport.close()
 
     def on_message_complete(self) -> None:
-        self.transport.write(self.response)
+        self.transport.write(self.answer())
         if not self.parser.should_keep_alive():
             self.transport.close()
 
+    def answer(self) -> bytes:
+        return self.response
 
-def serve(sock: socket.socket) -> None:
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(FixedAnswer, sock=sock, backlog=1024)
-        async with server:
-            await server.serve_forever()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(main())
+class AppPerRequest(FixedAnswer):
+    """Call the WSGI app for every request, inline, with the request's method, path, query
+    and headers in its environ."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def answer(self) -> bytes:
+        path, _, query = self.url.partition(b"?")
+        environ = dict(WSGI_BASE)
+        environ["REQUEST_METHOD"] = self.parser.get_method().decode()
+        environ["PATH_INFO"] = path.decode("latin-1")
+        environ["QUERY_STRING"] = query.decode("latin-1")
+        for name, value in self.headers:
+            key = "HTTP_" + name.decode("latin-1").upper().replace("-", "_")
+            environ[key] = value.decode("latin-1")
+        self.url, self.headers = b"", []
+        return response_bytes(wsgi_answer(self.app, environ))
+
+
+def serve(sock: socket.socket, protocol: Callable[[], asyncio.Protocol]) -> None:
+    """Serve until SIGINT or SIGTERM; open connections are dropped with the process."""
+    loop = uvloop.new_event_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, loop.stop)
+    loop.run_until_complete(loop.create_server(protocol, sock=sock, backlog=1024))
+    loop.run_forever()
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="ceiling", description=__doc__.splitlines()[0])
     parser.add_argument("app", help="MODULE:APP whose answer to GET / is served")
     parser.add_argument("--interface", choices=("wsgi", "asgi"), required=True)
+    parser.add_argument("--answer", choices=("static", "per-request"), required=True)
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args(argv)
     module, _, name = args.app.partition(":")
     app = getattr(importlib.import_module(module), name)
-    ask = wsgi_answer if args.interface == "wsgi" else asgi_answer
-    FixedAnswer.response = response_bytes(ask(app))
+    protocol: Callable[[], asyncio.Protocol]
+    if args.answer == "per-request":
+        if args.interface != "wsgi":
+            parser.error("--answer per-request serves WSGI apps only")
+        protocol = functools.partial(AppPerRequest, app)
+    elif args.interface == "wsgi":
+        protocol = functools.partial(FixedAnswer, response_bytes(wsgi_answer(app, dict(WSGI_BASE))))
+    else:
+        protocol = functools.partial(FixedAnswer, response_bytes(asgi_answer(app)))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     print(f"Listening at: http://{args.host}:{sock.getsockname()[1]}", flush=True)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # TERM stops it like Ctrl-C
     if args.workers == 1:
-        serve(sock)
+        serve(sock, protocol)
         return
     children = []
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:
-            serve(sock)
+            serve(sock, protocol)
             os._exit(0)
         children.append(pid)
+    # INT or TERM stops the workers (set here: a shell may start it with SIGINT ignored)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         for pid in children:
             os.waitpid(pid, 0)

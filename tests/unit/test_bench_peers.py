@@ -143,13 +143,14 @@ def test_full_matrix_pairs_each_case_with_the_servers_of_its_interface() -> None
     assert peers.estimated_seconds(runs, args.modes, args.duration) < 8 * 60
 
 
-def test_the_ceiling_serves_only_the_cases_whose_answer_never_changes() -> None:
+def test_the_ceiling_serves_only_the_cases_that_name_one() -> None:
     args = peers.parse_args(["--servers", "ceiling,hornbeam"])
     runs = peers.plan_runs(args.cases, args.servers, args.workers)
-    assert {r.case.name for r in runs if r.server.name == "ceiling"} == {
-        "wsgi-hello",
-        "asgi-hello",
-        "wsgi-64k",
+    assert {r.case.name: r.case.ceiling for r in runs if r.server.name == "ceiling"} == {
+        "wsgi-hello": "static",
+        "asgi-hello": "static",
+        "wsgi-64k": "static",
+        "flask-demo": "per-request",
     }
     assert "ceiling" not in peers.parse_args([]).servers  # a yardstick, opt-in
 
@@ -323,7 +324,7 @@ def test_a_real_server_is_found_ready_then_stopped_with_its_worker(tmp_path: Pat
     _assert_all_gone(tree)
 
 
-@pytest.mark.parametrize("case", ["wsgi-64k", "asgi-hello"])
+@pytest.mark.parametrize("case", ["wsgi-64k", "asgi-hello", "flask-demo"])
 def test_the_ceiling_answers_like_the_app_on_every_worker_then_stops(
     case: str, tmp_path: Path
 ) -> None:
@@ -343,6 +344,8 @@ def test_the_ceiling_answers_like_the_app_on_every_worker_then_stops(
                 answer += chunk
         assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3
         assert answer.count(run.case.expect) == 3
+        distinct = len(set(answer.split(b"HTTP/1.1 200 OK\r\n")[1:]))
+        assert distinct == (3 if run.case.ceiling == "per-request" else 1)  # views: n, n+1, ...
     _assert_all_gone(tree)
 
 
