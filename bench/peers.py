@@ -59,9 +59,9 @@ class Case:
     expect: bytes  # the answer to GET / must contain this, so every server serves the same
     pythonpath: tuple[str, ...] = (APPS,)
     uses_state: bool = False  # peers get the dict stand-in for hornbeam_erlang
-    # How bench/apps/ceiling.py answers it: "static" (the same bytes every time: the app
-    # does no work), "per-request" (a WSGI app called inline), "" (not at all).
-    ceiling: str = ""
+    # How bench/apps/ceiling.py may answer it: "static" (the same bytes every time: the app
+    # does no work), "per-request" (a WSGI app called inline); empty: not at all.
+    ceilings: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,7 @@ class Server:
     template: str  # split on spaces; no part holds one
     reports_port: bool = False
     is_hornbeam: bool = False
-    needs_ceiling: bool = False  # serves only the cases that name a ceiling
+    ceiling: str = ""  # a yardstick answering this way: only the cases that allow it
 
     def argv(self, case: Case, workers: int, port: int) -> list[str]:
         values = {
@@ -85,13 +85,18 @@ class Server:
             "workers": workers,
             "port": port,
             "interface": case.interface,
-            "ceiling": case.ceiling,
+            "ceiling": self.ceiling,
         }
         return [sys.executable, "-m", *(part.format(**values) for part in self.template.split())]
 
 
 WSGI, ASGI = frozenset({"wsgi"}), frozenset({"asgi"})
 _HORNBEAM = "hornbeam {app} -w {workers} -b 127.0.0.1:{port}"
+_CEILING = (
+    "ceiling {app} --interface {interface} --answer {ceiling} --host 127.0.0.1"
+    " --port {port} --workers {workers}"
+)
+_BOTH_CEILINGS = frozenset({"static", "per-request"})
 _GUNICORN = "gunicorn {app} -w {workers} -b 127.0.0.1:{port} --no-control-socket"
 _BIND = "--host 127.0.0.1 --port {port} --workers {workers}"
 SERVERS = {
@@ -108,26 +113,28 @@ SERVERS = {
         ),
         Server("granian", WSGI | ASGI, f"granian --interface {{interface}} {_BIND} {{app}}"),
         Server("hypercorn", ASGI, "hypercorn -k uvloop -b 127.0.0.1:{port} -w {workers} {app}"),
-        Server(
-            "ceiling",
-            WSGI | ASGI,
-            "ceiling {app} --interface {interface} --answer {ceiling} --host 127.0.0.1"
-            " --port {port} --workers {workers}",
-            reports_port=True,
-            needs_ceiling=True,
-        ),
+        Server("ceiling-static", WSGI | ASGI, _CEILING, reports_port=True, ceiling="static"),
+        Server("ceiling-wsgi", WSGI, _CEILING, reports_port=True, ceiling="per-request"),
     )
 }
-# Opt-in: inline apps must never block, the ceiling (bench/apps/ceiling.py) is a yardstick,
-# not a server, and the full matrix has a budget.
-DEFAULT_SERVERS = [name for name in SERVERS if name not in ("hornbeam-inline", "ceiling")]
+# Opt-in: inline apps must never block, the ceilings (bench/apps/ceiling.py) are yardsticks,
+# not servers, and the full matrix has a budget.
+DEFAULT_SERVERS = [
+    name for name, s in SERVERS.items() if name != "hornbeam-inline" and not s.ceiling
+]
 
 CASES = {
     c.name: c
     for c in (
-        Case("wsgi-hello", "wsgi", "wsgi_apps:hello", b"Hello, World!", ceiling="static"),
-        Case("asgi-hello", "asgi", "asgi_apps:hello", b"Hello, World!", ceiling="static"),
-        Case("wsgi-64k", "wsgi", "wsgi_apps:body_64k", b"x" * 65536, ceiling="static"),
+        Case("wsgi-hello", "wsgi", "wsgi_apps:hello", b"Hello, World!", ceilings=_BOTH_CEILINGS),
+        Case(
+            "asgi-hello",
+            "asgi",
+            "asgi_apps:hello",
+            b"Hello, World!",
+            ceilings=frozenset({"static"}),
+        ),
+        Case("wsgi-64k", "wsgi", "wsgi_apps:body_64k", b"x" * 65536, ceilings=_BOTH_CEILINGS),
         Case(
             "flask-demo",
             "wsgi",
@@ -135,7 +142,7 @@ CASES = {
             b"Welcome to Flask on Hornbeam!",
             (APPS, FLASK_DEMO),
             uses_state=True,
-            ceiling="per-request",
+            ceilings=frozenset({"per-request"}),
         ),
         Case("wsgi-block-5ms", "wsgi", "wsgi_apps:blocking_5ms", b"Hello, World!"),
         Case("fastapi-json", "asgi", "fastapi_json:app", b'"ok":true'),
@@ -179,7 +186,7 @@ def plan_runs(cases: Sequence[str], servers: Sequence[str], workers: Sequence[in
         for w in workers
         for s in servers
         if CASES[c].interface in SERVERS[s].interfaces
-        if CASES[c].ceiling or not SERVERS[s].needs_ceiling
+        if not SERVERS[s].ceiling or SERVERS[s].ceiling in CASES[c].ceilings
     ]
     if not runs:
         raise BenchError("no server in --servers speaks the interface of any case in --cases")
@@ -456,7 +463,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         type=_names,
-        help=f"default: {','.join(DEFAULT_SERVERS)}; also hornbeam-inline, ceiling",
+        help=f"default: {','.join(DEFAULT_SERVERS)}; also "
+        + ", ".join(name for name in SERVERS if name not in DEFAULT_SERVERS),
     )
     parser.add_argument("--workers", type=_counts, help="worker counts (default: 1,2)")
     parser.add_argument("--modes", type=_names, help=f"default: {','.join(MODES)}")

@@ -143,16 +143,17 @@ def test_full_matrix_pairs_each_case_with_the_servers_of_its_interface() -> None
     assert peers.estimated_seconds(runs, args.modes, args.duration) < 8 * 60
 
 
-def test_the_ceiling_serves_only_the_cases_that_name_one() -> None:
-    args = peers.parse_args(["--servers", "ceiling,hornbeam"])
+def test_each_ceiling_serves_only_the_cases_that_allow_its_answer() -> None:
+    args = peers.parse_args(["--servers", "ceiling-static,ceiling-wsgi,hornbeam"])
     runs = peers.plan_runs(args.cases, args.servers, args.workers)
-    assert {r.case.name: r.case.ceiling for r in runs if r.server.name == "ceiling"} == {
-        "wsgi-hello": "static",
-        "asgi-hello": "static",
-        "wsgi-64k": "static",
-        "flask-demo": "per-request",
-    }
-    assert "ceiling" not in peers.parse_args([]).servers  # a yardstick, opt-in
+
+    def cases_of(server: str) -> set[str]:
+        return {r.case.name for r in runs if r.server.name == server}
+
+    assert cases_of("ceiling-static") == {"wsgi-hello", "asgi-hello", "wsgi-64k"}
+    assert cases_of("ceiling-wsgi") == {"wsgi-hello", "wsgi-64k", "flask-demo"}
+    defaults = peers.parse_args([]).servers
+    assert not {"ceiling-static", "ceiling-wsgi"} & set(defaults)  # yardsticks, opt-in
 
 
 def test_unknown_names_and_empty_selections_are_refused() -> None:
@@ -324,11 +325,19 @@ def test_a_real_server_is_found_ready_then_stopped_with_its_worker(tmp_path: Pat
     _assert_all_gone(tree)
 
 
-@pytest.mark.parametrize("case", ["wsgi-64k", "asgi-hello", "flask-demo"])
-def test_the_ceiling_answers_like_the_app_on_every_worker_then_stops(
-    case: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("case", "ceiling"),
+    [
+        ("wsgi-64k", "ceiling-static"),
+        ("asgi-hello", "ceiling-static"),
+        ("wsgi-hello", "ceiling-wsgi"),
+        ("flask-demo", "ceiling-wsgi"),
+    ],
+)
+def test_a_ceiling_answers_like_the_app_on_every_worker_then_stops(
+    case: str, ceiling: str, tmp_path: Path
 ) -> None:
-    run = peers.Run(peers.CASES[case], peers.SERVERS["ceiling"], 2)
+    run = peers.Run(peers.CASES[case], peers.SERVERS[ceiling], 2)
     argv = run.server.argv(run.case, run.workers, 0)
     server = servers.ServerProcess(argv, peers.server_env(run), tmp_path / "server.log", 0)
     with servers.serving(server, run.case.expect, run.workers):
@@ -345,7 +354,7 @@ def test_the_ceiling_answers_like_the_app_on_every_worker_then_stops(
         assert answer.count(b"HTTP/1.1 200 OK\r\n") == 3
         assert answer.count(run.case.expect) == 3
         distinct = len(set(answer.split(b"HTTP/1.1 200 OK\r\n")[1:]))
-        assert distinct == (3 if run.case.ceiling == "per-request" else 1)  # views: n, n+1, ...
+        assert distinct == (3 if case == "flask-demo" else 1)  # views: n, n+1, ...
     _assert_all_gone(tree)
 
 
