@@ -103,6 +103,25 @@ def test_work_submitted_soon_waits_for_the_end_of_the_loop_iteration_then_goes_i
     assert len(soon) == 1  # the next iteration hands its own work over again
 
 
+def test_while_the_threads_block_work_submitted_soon_goes_at_once(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, pressure = FakeClock(), FakePressure()
+    monkeypatch.setattr(pool_module, "time", clock)
+    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    soon: list[Callable[[], None]] = []
+    looks: list[Callable[[], None]] = []
+    pool = AppThreadPool(8, lambda delay, look: looks.append(look), soon.append)
+    pool.submit_soon(gate.blocked_work)
+    soon.pop()()  # the iteration ends: its work goes to a thread
+    wait_until(lambda: gate.started == 1)
+    clock.wall += STALL / 2  # no CPU used, no task waited for a CPU: the thread blocks
+    looks.pop()()
+    pool.submit_soon(gate.blocked_work)
+    wait_until(lambda: gate.started == 2)  # without waiting for the iteration's end
+    assert soon == []
+
+
 def test_without_a_loop_work_submitted_soon_goes_at_once() -> None:
     pool = AppThreadPool(1)
     done = threading.Event()
