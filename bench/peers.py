@@ -243,6 +243,36 @@ def wrk_command(url: str, mode: str, seconds: int) -> list[str]:
     return [*command, url]
 
 
+APT_INSTALL_WRK = ["apt-get", "install", "-y", "--no-install-recommends", "wrk"]
+APT_TIMEOUT = 300  # seconds for each apt-get step
+
+
+def ensure_wrk() -> bool:
+    """True once wrk is on PATH. Where it is missing, it is installed from apt when this
+    process may (root, apt-get present): an install, then an index update and one more try
+    if the first fails. Otherwise, or if that fails, it says how to install it."""
+    if shutil.which("wrk") is not None:
+        return True
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        print(
+            "peers.py: wrk is not installed; install it: sudo apt-get install -y wrk",
+            file=sys.stderr,
+        )
+        return False
+    print(f"peers.py: wrk is not installed; running {shlex.join(APT_INSTALL_WRK)}", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (APT_INSTALL_WRK, ["apt-get", "update"], APT_INSTALL_WRK):
+        try:
+            subprocess.run(command, env=env, timeout=APT_TIMEOUT, check=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            print(f"peers.py: {error}", file=sys.stderr)
+            continue
+        if command is APT_INSTALL_WRK and shutil.which("wrk") is not None:
+            return True
+    print("peers.py: could not install wrk from apt; install it by hand", file=sys.stderr)
+    return False
+
+
 def run_wrk(command: list[str], seconds: int) -> WrkResult:
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30)
@@ -490,8 +520,7 @@ def estimated_seconds(runs: Sequence[Run], modes: Sequence[str], duration: int) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if shutil.which("wrk") is None:
-        print("peers.py: wrk is not installed; install it: apt-get install -y wrk", file=sys.stderr)
+    if not ensure_wrk():
         return 2
     try:
         runs = plan_runs(args.cases, args.servers, args.workers)

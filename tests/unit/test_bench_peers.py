@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -94,6 +95,61 @@ def test_parse_wrk_without_latency_distribution_is_an_error() -> None:
     )
     with pytest.raises(peers.BenchError, match="50%"):
         peers.parse_wrk(without_percentiles)
+
+
+class FakeApt:
+    """apt-get as ensure_wrk() runs it: records each command; installs wrk on the install
+    numbered `works_on` (1-based; 0 never)."""
+
+    def __init__(self, works_on: int) -> None:
+        self.commands: list[list[str]] = []
+        self.installs = 0
+        self.works_on = works_on
+        self.wrk_installed = False
+
+    def which(self, name: str) -> str | None:
+        if name == "wrk":
+            return "/usr/bin/wrk" if self.wrk_installed else None
+        return f"/usr/bin/{name}"
+
+    def run(self, command: list[str], **kwargs: Any) -> Any:
+        assert kwargs["env"]["DEBIAN_FRONTEND"] == "noninteractive" and kwargs["timeout"]
+        self.commands.append(command)
+        if command[:2] == ["apt-get", "install"]:
+            self.installs += 1
+            if self.installs != self.works_on:
+                raise subprocess.CalledProcessError(100, command)
+            self.wrk_installed = True
+
+
+@pytest.mark.parametrize(
+    ("works_on", "steps", "installed"),
+    [
+        (1, ["install"], True),
+        (2, ["install", "update", "install"], True),
+        (0, ["install", "update", "install"], False),
+    ],
+)
+def test_a_missing_wrk_is_installed_from_apt_as_root(
+    works_on: int, steps: list[str], installed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    apt = FakeApt(works_on)
+    monkeypatch.setattr(peers.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(peers.shutil, "which", apt.which)
+    monkeypatch.setattr(peers.subprocess, "run", apt.run)
+    assert peers.ensure_wrk() is installed
+    assert [command[1] for command in apt.commands] == steps
+
+
+def test_without_root_a_missing_wrk_is_only_named(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    apt = FakeApt(1)
+    monkeypatch.setattr(peers.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(peers.shutil, "which", apt.which)
+    monkeypatch.setattr(peers.subprocess, "run", apt.run)
+    assert peers.ensure_wrk() is False
+    assert apt.commands == [] and "sudo apt-get install -y wrk" in capsys.readouterr().err
 
 
 def test_wrk_command_keep_alive_and_close() -> None:
