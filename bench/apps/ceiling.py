@@ -1,11 +1,13 @@
 """The practical ceiling of the side-by-side benchmark: the least a Python server can do.
 
-`bench/peers.py --servers ceiling,...` runs it beside the real servers, on the cases that
-name a ceiling (`Case.ceiling`), with the least work each answer can take:
-- `static` (hello, 64 KB): it asks the app once, at start-up, for its answer to GET /, and
-  sends those bytes to every request.
-- `per-request` (WSGI apps that do work, the Flask demo): it calls the app for every request,
-  inline on the loop, with an environ of the method, path, query and headers.
+`bench/peers.py --servers ceiling-static,ceiling-wsgi,...` runs it beside the real servers,
+on the cases that allow each way of answering (`Case.ceilings`), with the least work each
+answer can take:
+- `--answer static` (`ceiling-static`: hello, 64 KB): it asks the app once, at start-up, for
+  its answer to GET /, and sends those bytes to every request.
+- `--answer per-request` (`ceiling-wsgi`: WSGI hello, 64 KB, the Flask demo): it calls the
+  app for every request, inline on the loop, with an environ of the method, path, query and
+  headers.
 Either way the bytes leave from a uvloop + httptools protocol with no header checks, no
 Date, no limits or timers, no logs; only keep-alive and `Connection: close` are honoured,
 because wrk needs them. It is not a server anyone should run, it is a yardstick: a target
@@ -115,11 +117,8 @@ def response_bytes(answer: Answer) -> bytes:
     return head + b"\r\n" + body
 
 
-class FixedAnswer(asyncio.Protocol):
-    """Answer every request on the connection with the same bytes."""
-
-    def __init__(self, response: bytes) -> None:
-        self.response = response
+class OneAnswerEach(asyncio.Protocol):
+    """Parse requests with httptools and write `answer()` for each; keep-alive as asked."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's does not subclass it
@@ -139,10 +138,20 @@ class FixedAnswer(asyncio.Protocol):
             self.transport.close()
 
     def answer(self) -> bytes:
+        raise NotImplementedError
+
+
+class FixedAnswer(OneAnswerEach):
+    """Answer every request on the connection with the same bytes."""
+
+    def __init__(self, response: bytes) -> None:
+        self.response = response
+
+    def answer(self) -> bytes:
         return self.response
 
 
-class AppPerRequest(FixedAnswer):
+class AppPerRequest(OneAnswerEach):
     """Call the WSGI app for every request, inline, with the request's method, path, query
     and headers in its environ."""
 
