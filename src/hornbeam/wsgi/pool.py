@@ -32,11 +32,12 @@ by the first request of a burst would take it at each such gap and the loop woul
 get it back, over and over. Handed over together after the callbacks, the burst is served
 in one stretch (one worker on one core: WSGI hello 67,900-69,700 -> 85,400-87,700 req/s,
 64 KB bodies 45,500-45,800 -> 54,000-55,100). Except while a look finds the threads
-blocking: requests then last milliseconds, the GIL gaps cost little beside them, and a
-request parsed early in an iteration would wait for its end before its thread starts
-(measured: 41-44 µs at the median, 220-280 µs at p99, on a route sleeping 5 ms). Handed
-over at once, that route went from 8,709-9,064 to 8,826-9,295 req/s in five alternating
-runs (mean +1.8%, p99 7.0-8.1 -> 6.2-8.0 ms); the WSGI hello, never blocking, is unchanged.
+blocking: requests then last milliseconds and the GIL gaps cost little beside them. Handed
+over at once, a route sleeping 5 ms went from 8,709-9,064 to 8,826-9,295 req/s in five
+alternating runs (mean +1.8%, p99 7.0-8.1 -> 6.2-8.0 ms); the WSGI hello, never blocking,
+is unchanged. The wait from a request parsed to its thread starting stayed about the same at
+the median (41-44 µs before, 40-49 µs after): a woken app thread still waits for the loop
+thread to block, so the gain is in the tail, not in that median.
 
 App threads run under Linux's SCHED_BATCH policy: the same share of the CPU, but a thread
 woken up does not preempt the one running. Without it, a request handed over woke its
