@@ -104,11 +104,9 @@ def test_work_submitted_soon_waits_for_the_end_of_the_loop_iteration_then_goes_i
 
 
 def test_while_the_threads_block_work_submitted_soon_goes_at_once(
-    gate: Gate, monkeypatch: pytest.MonkeyPatch
+    gate: Gate, faked_machine: tuple[FakeClock, FakePressure]
 ) -> None:
-    clock, pressure = FakeClock(), FakePressure()
-    monkeypatch.setattr(pool_module, "time", clock)
-    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    clock, _ = faked_machine
     soon: list[Callable[[], None]] = []
     looks: list[Callable[[], None]] = []
     pool = AppThreadPool(8, lambda delay, look: looks.append(look), soon.append)
@@ -266,6 +264,15 @@ class FakePressure:
         return self.total
 
 
+@pytest.fixture
+def faked_machine(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeClock, FakePressure]:
+    """The pool's clocks and the machine's CPU pressure, both moved by the test."""
+    clock, pressure = FakeClock(), FakePressure()
+    monkeypatch.setattr(pool_module, "time", clock)
+    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    return clock, pressure
+
+
 @pytest.mark.parametrize(
     ("waited_share", "threads_after_look"),
     [(0.0, 4), (0.5, 1), (None, 2)],
@@ -301,11 +308,11 @@ def test_blocking_threads_get_company_for_all_waiting_work_unless_the_cpu_is_con
 
 
 def test_after_a_look_finds_blocking_new_work_gets_a_thread_at_once(
-    gate: Gate, new_threads: Callable[[], set[threading.Thread]], monkeypatch: pytest.MonkeyPatch
+    gate: Gate,
+    new_threads: Callable[[], set[threading.Thread]],
+    faked_machine: tuple[FakeClock, FakePressure],
 ) -> None:
-    clock, pressure = FakeClock(), FakePressure()
-    monkeypatch.setattr(pool_module, "time", clock)
-    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    clock, _ = faked_machine
     looks: list[Callable[[], None]] = []
     pool = AppThreadPool(8, lambda delay, look: looks.append(look))
     pool.submit(gate.blocked_work)
@@ -382,14 +389,13 @@ def test_app_threads_run_without_wakeup_preemption() -> None:
 
 
 def test_threads_asleep_in_the_kernel_get_company_even_on_a_contended_cpu(
-    new_threads: Callable[[], set[threading.Thread]], monkeypatch: pytest.MonkeyPatch
+    new_threads: Callable[[], set[threading.Thread]],
+    faked_machine: tuple[FakeClock, FakePressure],
 ) -> None:
     """PSI reads high (this load's own threads, or a neighbour, wait for a CPU), but the
     running requests' threads sleep in a read: blocking, so every waiting request gets a
     thread. Threads waiting on a lock (the contended case above) get none."""
-    clock, pressure = FakeClock(), FakePressure()
-    monkeypatch.setattr(pool_module, "time", clock)
-    monkeypatch.setattr(pool_module, "_cpu_pressure_us", pressure)
+    clock, pressure = faked_machine
     looks: list[Callable[[], None]] = []
     pool = AppThreadPool(8, lambda delay, look: looks.append(look))
     read_end, write_end = os.pipe()
