@@ -103,19 +103,23 @@ def test_work_submitted_soon_waits_for_the_end_of_the_loop_iteration_then_goes_i
     assert len(soon) == 1  # the next iteration hands its own work over again
 
 
-def test_while_the_threads_block_work_submitted_soon_goes_at_once(
-    gate: Gate, faked_machine: tuple[FakeClock, FakePressure]
+def test_while_the_threads_block_work_submitted_soon_goes_at_once_and_the_loop_yields(
+    gate: Gate, faked_machine: tuple[FakeClock, FakePressure], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock, _ = faked_machine
+    yields: list[None] = []
+    monkeypatch.setattr(pool_module.os, "sched_yield", lambda: yields.append(None))
     soon: list[Callable[[], None]] = []
     looks: list[Callable[[], None]] = []
     pool = AppThreadPool(8, lambda delay, look: looks.append(look), soon.append)
     pool.submit_soon(gate.blocked_work)
     soon.pop()()  # the iteration ends: its work goes to a thread
     wait_until(lambda: gate.started == 1)
+    assert yields == []  # batched hand-overs leave the CPU to the loop
     clock.wall += STALL / 2  # no CPU used, no task waited for a CPU: the thread blocks
     looks.pop()()
     pool.submit_soon(gate.blocked_work)
+    assert len(yields) == 1  # handed over, then the CPU offered to the thread it woke
     wait_until(lambda: gate.started == 2)  # without waiting for the iteration's end
     assert soon == []
 
