@@ -1,5 +1,6 @@
 """How a connection's response bytes reach its transport: written during one loop iteration,
-sent together at its end, except what must go at once (a large response, a close)."""
+sent together at its end, except what must go at once (a large response, a close); a
+response that ends its connection leaves with the others, and the close follows it."""
 
 from __future__ import annotations
 
@@ -62,8 +63,9 @@ class HeadThenBody:
 
     needs_complete_body = False
 
-    def __init__(self, body: bytes = b"ok") -> None:
+    def __init__(self, body: bytes = b"ok", keep_alive: bool = True) -> None:
         self.body = body
+        self.keep_alive = keep_alive
 
     def new_body(self, conn: HttpConnection) -> Any:
         raise AssertionError("these requests have no body")
@@ -71,7 +73,7 @@ class HeadThenBody:
     def handle(self, conn: HttpConnection, cycle: RequestCycle) -> None:
         conn.write(cycle, HEAD)
         conn.write(cycle, self.body)
-        conn.finish(cycle, keep_alive=True)
+        conn.finish(cycle, keep_alive=self.keep_alive)
 
     def timed_out(self, conn: HttpConnection, cycle: RequestCycle) -> None:
         pass
@@ -135,6 +137,17 @@ def test_a_close_sends_what_was_written_first_and_an_abort_drops_it(
     aborted.close(abort=True)
     _end_of_iteration(loop)
     assert cut.sent == [] and cut.aborted
+
+
+def test_a_last_response_leaves_with_the_iteration_and_the_close_follows_it(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    conn, transport = _connection(loop, HeadThenBody(keep_alive=False))
+    conn.data_received(REQUEST)
+    assert transport.sent == [] and not transport.closed  # both wait for the iteration's end
+    conn.data_received(REQUEST)  # sent after the last request: never read as one
+    _end_of_iteration(loop)
+    assert transport.sent == [HEAD + b"ok"] and transport.closed
 
 
 def test_a_large_response_goes_at_once_under_the_transports_flow_control(
