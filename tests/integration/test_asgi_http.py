@@ -10,6 +10,7 @@ client, a header with CR/LF); ``request_timeout`` cancelling the task.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -351,3 +352,18 @@ def test_request_timeout_cancels_the_task_with_504_while_others_are_served(
         assert response.status == 504, response
         assert 0.9 <= elapsed < 4.0, elapsed
         assert report(tmp_path, "slow") == {"cancelled": True}
+
+
+def test_a_burst_of_connection_close_clients_is_answered_in_full(server: Server) -> None:
+    """Forty clients connect at once, each for one request: the worker takes them from its
+    backlog in batches (io/server.py), and every one gets its whole answer, then the close."""
+    with contextlib.ExitStack() as stack:
+        readers = [stack.enter_context(connected(server)) for _ in range(40)]
+        request = build_request("/fast", headers=[("Connection", "close")])
+        for reader in readers:
+            reader.sock.sendall(request)
+        for reader in readers:
+            response = reader.read()
+            assert (response.status, response.body) == (200, b"fast")
+            assert response.header("Connection") == "close"
+            assert reader.wait_closed() == b""

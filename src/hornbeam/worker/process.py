@@ -202,7 +202,8 @@ class Worker:
         loop.add_signal_handler(signal.SIGINT, self._stop_now)
         loop.add_signal_handler(signal.SIGQUIT, self._stop_now)
         loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
-        await ctx.listen(self.sockets, settings.backlog)
+        runs_apps_on_loop = interface == "asgi" or settings.threads == 0
+        await ctx.listen(self.sockets, settings.backlog, take_backlogs=runs_apps_on_loop)
         error_log.info("Booting worker with pid: %d", self.pid)
         self._control.send(control.BOOTED)
         self._tick()
