@@ -115,6 +115,10 @@ class CountingListener:
 
     def __init__(self) -> None:
         self.accepts = 0
+        self.blocking = True
+
+    def setblocking(self, flag: bool) -> None:
+        self.blocking = flag
 
     def accept(self) -> tuple[socket.socket, Any]:
         self.accepts += 1
@@ -135,6 +139,7 @@ def test_after_an_empty_look_the_next_waits_for_look_every_accepts(
     loop: asyncio.AbstractEventLoop,
 ) -> None:
     _, taker, empty = _taker(loop)
+    assert not empty.blocking  # a look must never wait for a connection
     taker.accepted()
     taker.accepted()  # the same iteration: one look for both
     _end_of_iteration(loop)
@@ -164,7 +169,6 @@ def test_a_look_takes_at_most_one_batch(
     ctx = _context(loop)
     clients = _queue_clients(listener)
     try:
-        listener.setblocking(False)
         taker = BacklogTaker(ctx, listener)
         taker.accepted()  # as if the server had accepted one; it did not
         for _ in range(3):

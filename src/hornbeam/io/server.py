@@ -174,6 +174,7 @@ class BacklogTaker:
     def __init__(self, ctx: ServerContext, sock: socket.socket) -> None:
         self._ctx = ctx
         self._sock = sock
+        sock.setblocking(False)  # an empty backlog must answer EAGAIN, never hold the loop
         self._look_pending = False
         self._accepts_until_look = 0  # accepts by the server before the next look
         self.stopped = False
