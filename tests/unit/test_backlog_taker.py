@@ -60,6 +60,10 @@ def _context(loop: asyncio.AbstractEventLoop) -> ServerContext:
     return ctx
 
 
+def _end_of_iteration(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_until_complete(asyncio.sleep(0))
+
+
 def _queue_clients(listener: socket.socket) -> list[socket.socket]:
     """Connections the kernel completes and queues in the backlog, none accepted yet."""
     clients = []
@@ -77,7 +81,7 @@ def _connections_after_iterations(
     try:
         loop.run_until_complete(ctx.listen([listener], 64, take_backlogs))
         for _ in range(3):
-            loop.run_until_complete(asyncio.sleep(0))
+            _end_of_iteration(loop)
         return len(ctx.connections)
     finally:
         _shut(loop, ctx)
@@ -129,10 +133,6 @@ def _taker(loop: asyncio.AbstractEventLoop) -> tuple[ServerContext, BacklogTaker
     ctx = _context(loop)
     empty = CountingListener()
     return ctx, BacklogTaker(ctx, empty), empty  # type: ignore[arg-type]
-
-
-def _end_of_iteration(loop: asyncio.AbstractEventLoop) -> None:
-    loop.run_until_complete(asyncio.sleep(0))
 
 
 def test_after_an_empty_look_the_next_waits_for_look_every_accepts(

@@ -212,5 +212,6 @@ class BacklogTaker:
 
 
 def _log_adoption_failure(adopted: asyncio.Task[Any]) -> None:
-    if not adopted.cancelled() and adopted.exception() is not None:
-        error_log.debug("connection dropped while being set up: %s", adopted.exception())
+    failure = None if adopted.cancelled() else adopted.exception()
+    if failure is not None:
+        error_log.debug("connection dropped while being set up: %s", failure)
